@@ -1,0 +1,129 @@
+"""Composition root of a consumer process: `automation consume control|stage1..stage7`.
+
+It builds the broker, engine and relay from settings at start-up, subscribes the process's
+queues, and hands each message to the plain functions that hold the logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream import FastStream
+from faststream.rabbit import Channel, RabbitBroker
+
+from consumers import run_control
+from consumers.batches import process_batch
+from consumers.batches import plan_stage as plan_batches
+from consumers.deps import Deps
+from consumers.registry import STAGE_WORK
+from consumers.stage7_review import complete_run
+from shared.ai import make_provider
+from shared.automation_logger import AutomationLogger
+from shared.db import make_engine, make_sessionmaker
+from shared.events import ControlCommand, PauseRun, ProcessBatch, ResumeRun, StageCompleted, StagePlanTrigger
+from shared.messaging import FailureRouter, PoisonMessage, make_broker
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+from shared.topology import Topology, declare_topology
+
+log = logging.getLogger("automation.consumer")
+PROCESSES = ("control", *(f"stage{n}" for n in range(1, 8)))
+
+
+@dataclass
+class ProcessState:
+    """What start-up builds; handlers read it."""
+
+    deps: Deps | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def ready(self) -> Deps:
+        assert self.deps is not None, "process not started"
+        return self.deps
+
+
+def planned_stage(trigger: StageCompleted | Any) -> int:
+    """The stage a plan trigger asks for: N+1 after `stage.N.completed`, N for `stage.N.requested`."""
+    return trigger.stage + 1 if isinstance(trigger, StageCompleted) else int(trigger.stage)
+
+
+def subscribe_control(broker: RabbitBroker, topology: Topology, state: ProcessState, concurrency: int) -> None:
+    @broker.subscriber(topology.control_queue(), channel=Channel(prefetch_count=concurrency),
+                       title="control", description="run.start, run.pause and run.resume commands.")
+    async def on_control(command: ControlCommand) -> None:
+        if isinstance(command, PauseRun):
+            await run_control.pause_run(state.ready, command)
+        elif isinstance(command, ResumeRun):
+            await run_control.resume_run(state.ready, command)
+        else:
+            await run_control.start_run(state.ready, command)
+
+
+def subscribe_stage(broker: RabbitBroker, topology: Topology, state: ProcessState, stage: int,
+                    concurrency: int) -> None:
+    @broker.subscriber(topology.plan_queue(stage), channel=Channel(prefetch_count=2),
+                       title=f"stage{stage}.plan",
+                       description=f"Plans stage {stage} when stage {stage - 1} completes or it is requested.")
+    async def on_plan(trigger: StagePlanTrigger) -> None:
+        if planned_stage(trigger) != stage:
+            raise PoisonMessage(f"{trigger.type} does not belong to stage {stage}")
+        if stage == 7:
+            await complete_run(state.ready, trigger.run_id)
+        else:
+            await plan_batches(state.ready, trigger.run_id, STAGE_WORK[stage])
+
+    if stage == 7:
+        return
+
+    @broker.subscriber(topology.batch_queue(stage), channel=Channel(prefetch_count=concurrency),
+                       title=f"stage{stage}.batch", description=f"Processes one batch of stage {stage}.")
+    async def on_batch(command: ProcessBatch) -> None:
+        if command.stage != stage:
+            raise PoisonMessage(f"{command.type} does not belong to stage {stage}")
+        await process_batch(state.ready, command, STAGE_WORK[stage])
+
+
+def build_app(process: str, settings: Settings, concurrency: int | None = None) -> FastStream:
+    """The FastStream app of one consumer process."""
+    if process not in PROCESSES:
+        raise ValueError(f"unknown process {process!r}; expected one of {', '.join(PROCESSES)}")
+    concurrency = concurrency or settings.concurrency
+    topology = Topology(settings.queue_prefix)
+    router = FailureRouter(settings, topology)
+    broker = make_broker(settings, router, graceful_timeout=30.0)
+    state = ProcessState()
+    if process == "control":
+        subscribe_control(broker, topology, state, concurrency)
+    else:
+        subscribe_stage(broker, topology, state, int(process.removeprefix("stage")), concurrency)
+    app = FastStream(broker)
+    engine = make_engine(settings, pool_size=concurrency + 4)
+    sessions = make_sessionmaker(engine)
+    relay = OutboxRelay(sessions, broker, topology, settings.outbox_poll_seconds)
+
+    @app.on_startup
+    async def build_deps() -> None:
+        state.deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
+                          provider=make_provider(settings), relay=relay,
+                          worker_id=f"{process}@{socket.gethostname()}:{os.getpid()}")
+        router.on_exhausted = lambda payload, reason: run_control.fail_run_for_message(state.ready, payload, reason)
+
+    @app.after_startup
+    async def start_relay() -> None:
+        await declare_topology(broker, topology)
+        state.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+        log.info("%s consuming (concurrency %d)", process, concurrency)
+
+    @app.after_shutdown
+    async def stop() -> None:
+        for task in state.tasks:
+            task.cancel()
+        await engine.dispose()
+
+    return app

@@ -1,0 +1,227 @@
+"""Planning a stage into batches, claiming a batch, and finishing it exactly once.
+
+The batch row is the unit of idempotency. A batch is claimed only while pending (or its
+lease has run out) and its run is `running`; the AI call happens outside any transaction;
+then one transaction writes the outputs, the credit charge, the batch's `done` state, the
+stage counters and, for the stage's last batch, the stage result and `stage.N.completed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consumers.deps import BatchContext, Deps, StageWork
+from shared.credits import InsufficientCredits, charge
+from shared.events import ProcessBatch, RunStateChanged, StageCompleted
+from shared.messaging import PoisonMessage
+from shared.models import AutomationConfig, AutomationRun, RunStage, Site, StageBatch
+from shared.outbox import add_events
+
+log = logging.getLogger("automation.batches")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Claim:
+    batch_id: int
+    token: str
+    item_ids: list[int]
+    ctx: BatchContext
+
+
+async def lock_run(session: AsyncSession, run_id: str) -> tuple[AutomationRun, Site]:
+    """The run (row-locked) and its site; an unknown run id is a poison message."""
+    row = (await session.execute(
+        select(AutomationRun, Site).join(Site, Site.id == AutomationRun.site_id)
+        .where(AutomationRun.run_id == run_id).with_for_update(of=AutomationRun)
+    )).first()
+    if row is None:
+        raise PoisonMessage(f"unknown run {run_id}")
+    return row[0], row[1]
+
+
+def reclaimable(at: datetime) -> Any:
+    """Batches a planner may (re-)emit: pending, or claimed by a consumer whose lease ran out."""
+    return or_(StageBatch.status == "pending",
+               (StageBatch.status == "claimed") & (StageBatch.lease_expires_at < at))
+
+
+async def plan_stage(deps: Deps, run_id: str, work: StageWork) -> None:
+    """Split the stage's eligible items into batches; asked again, re-emit the open batches."""
+    stage = work.number
+    async with deps.sessions() as session, session.begin():
+        run, site = await lock_run(session, run_id)
+        if run.status != "running":
+            log.info("run %s is %s: stage %d not planned now", run_id, run.status, stage)
+            return
+        existing = await session.get(RunStage, (run.id, stage))
+        if existing is not None:
+            if existing.status == "completed":
+                return
+            open_ids = (await session.scalars(
+                select(StageBatch.id).where(StageBatch.run_id == run.id, StageBatch.stage == stage,
+                                            reclaimable(now())).order_by(StageBatch.seq))).all()
+            add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in open_ids))
+            deps.logger.log_stage_progress(session, run, site.account_id, stage,
+                                           f"re-requested: {len(open_ids)} open batches emitted again")
+        else:
+            config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site.id))
+            size = config.batch_size(stage) if config else 1
+            item_ids = list((await session.scalars(work.eligible_ids(site.id))).all())
+            chunks = [item_ids[i:i + size] for i in range(0, len(item_ids), size)]
+            session.add(RunStage(run_id=run.id, stage=stage, batches_total=len(chunks), items_in=len(item_ids)))
+            run.current_stage = stage
+            run.last_progress_at = now()
+            deps.logger.log_stage_start(
+                session, run, site.account_id, stage,
+                f"{len(item_ids)} {work.input_name} in {len(chunks)} batches of up to {size}")
+            if chunks:
+                batch_ids = (await session.scalars(
+                    insert(StageBatch).returning(StageBatch.id),
+                    [{"run_id": run.id, "stage": stage, "seq": seq, "item_ids": chunk, "status": "pending",
+                      "attempts": 0, "items_out": 0, "credits": 0} for seq, chunk in enumerate(chunks)],
+                )).all()
+                add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in batch_ids))
+            else:
+                await session.flush()
+                stage_row = await session.get(RunStage, (run.id, stage))
+                assert stage_row is not None
+                complete_stage(deps, session, run, site, stage_row, work)
+    deps.relay.wake()
+
+
+def complete_stage(deps: Deps, session: AsyncSession, run: AutomationRun, site: Site, stage_row: RunStage,
+                   work: StageWork) -> None:
+    """Record the stage result and announce `stage.N.completed` (in the caller's transaction)."""
+    result = {
+        "input": work.input_name, "output": work.output_name,
+        "items_in": stage_row.items_in, "items_out": stage_row.items_out,
+        "batches": stage_row.batches_total, "credits": stage_row.credits, "ai_calls": stage_row.ai_calls,
+    }
+    stage_row.status = "completed"
+    stage_row.completed_at = now()
+    run.set_stage_result(stage_row.stage, result)
+    run.current_stage = min(stage_row.stage + 1, 7)
+    run.last_progress_at = now()
+    deps.logger.log_stage_complete(
+        session, run, site.account_id, stage_row.stage,
+        f"{result['items_in']} {work.input_name} in, {result['items_out']} {work.output_name} out, "
+        f"{result['credits']} credits, {result['batches']} batches")
+    add_events(session, StageCompleted.for_stage(run.run_id, stage_row.stage, result))
+
+
+async def claim_batch(deps: Deps, command: ProcessBatch) -> Claim | None:
+    """Reserve the batch for this consumer, or None when there is nothing to do."""
+    async with deps.sessions() as session, session.begin():
+        row = (await session.execute(
+            select(StageBatch, AutomationRun, Site)
+            .join(AutomationRun, AutomationRun.id == StageBatch.run_id)
+            .join(Site, Site.id == AutomationRun.site_id)
+            .where(StageBatch.id == command.batch_id)
+            .with_for_update(of=StageBatch, skip_locked=True)
+        )).first()
+        if row is None:
+            if await session.get(StageBatch, command.batch_id) is None:
+                raise PoisonMessage(f"unknown batch {command.batch_id}")
+            return None  # another consumer holds it right now
+        batch, run, site = row
+        if batch.stage != command.stage or run.run_id != command.run_id:
+            raise PoisonMessage(f"batch {batch.id} is not stage {command.stage} of run {command.run_id}")
+        at = now()
+        lease_live = batch.status == "claimed" and batch.lease_expires_at is not None and batch.lease_expires_at > at
+        if batch.status == "done" or lease_live or run.status != "running":
+            return None
+        batch.status = "claimed"
+        batch.claim_token = uuid.uuid4().hex
+        batch.claimed_by = deps.worker_id
+        batch.lease_expires_at = at + timedelta(seconds=deps.settings.batch_lease_seconds)
+        batch.attempts += 1
+        ctx = BatchContext(run_pk=run.id, run_id=run.run_id, site_id=site.id, account_id=site.account_id,
+                           batch_id=batch.id, stage=batch.stage, settings=deps.settings)
+        return Claim(batch_id=batch.id, token=batch.claim_token, item_ids=list(batch.item_ids), ctx=ctx)
+
+
+async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
+    """Hand a batch back (after a failed attempt) so its retry can claim it at once."""
+    async with deps.sessions() as session, session.begin():
+        await session.execute(
+            update(StageBatch).where(StageBatch.id == claim.batch_id, StageBatch.claim_token == claim.token)
+            .values(status="pending", claim_token=None, lease_expires_at=None, error=error[:2000]))
+
+
+async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, outputs: Any) -> bool:
+    """The one transaction that makes a batch's effects real; False if the claim was lost."""
+    ctx = claim.ctx
+    async with deps.sessions() as session, session.begin():
+        batch = await session.get(StageBatch, claim.batch_id, with_for_update=True)
+        if batch is None or batch.status != "claimed" or batch.claim_token != claim.token:
+            log.warning("batch %s: claim lost before finishing; outputs discarded", claim.batch_id)
+            return False
+        written = await work.write(session, ctx, inputs, outputs) if inputs else None
+        items_out = written.items_out if written else 0
+        credits = written.credits if written else 0
+        await charge(session, account_id=ctx.account_id, amount=credits, run_pk=ctx.run_pk,
+                     batch_id=batch.id, stage=ctx.stage)
+        batch.status, batch.items_out, batch.credits = "done", items_out, credits
+        batch.completed_at, batch.error = now(), None
+        stage_row = await session.scalar(
+            update(RunStage).where(RunStage.run_id == ctx.run_pk, RunStage.stage == ctx.stage)
+            .values(batches_done=RunStage.batches_done + 1, items_out=RunStage.items_out + items_out,
+                    credits=RunStage.credits + credits, ai_calls=RunStage.ai_calls + (1 if inputs else 0))
+            .returning(RunStage).execution_options(populate_existing=True))
+        run, site = await lock_run(session, ctx.run_id)
+        run.total_credits_used += credits
+        run.last_progress_at = now()
+        assert stage_row is not None
+        deps.logger.log_stage_progress(
+            session, run, site.account_id, ctx.stage,
+            f"batch {batch.seq + 1}/{stage_row.batches_total} done: {len(claim.item_ids)} {work.input_name} "
+            f"-> {items_out} {work.output_name}, {credits} credits")
+        if stage_row.batches_done == stage_row.batches_total:
+            complete_stage(deps, session, run, site, stage_row, work)
+    deps.relay.wake()
+    return True
+
+
+async def pause_for_credits(deps: Deps, claim: Claim, error: InsufficientCredits) -> None:
+    """Credits ran out mid-run: hand the batch back and pause the run with the reason."""
+    async with deps.sessions() as session, session.begin():
+        await session.execute(
+            update(StageBatch).where(StageBatch.id == claim.batch_id, StageBatch.claim_token == claim.token)
+            .values(status="pending", claim_token=None, lease_expires_at=None, error=str(error)))
+        run, site = await lock_run(session, claim.ctx.run_id)
+        if run.status == "running":
+            run.status = "paused"
+            run.pause_reason = "insufficient credits"
+            deps.logger.run_event(session, run, site.account_id,
+                                  f"Run paused: insufficient credits ({error})", level="WARNING")
+            add_events(session, RunStateChanged(type="run.paused", run_id=run.run_id, site_id=site.id,
+                                                status="paused", reason="insufficient credits"))
+    deps.relay.wake()
+
+
+async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork) -> None:
+    """Claim, load, call the AI, finish. Errors hand the batch back and go to the retry path."""
+    claim = await claim_batch(deps, command)
+    if claim is None:
+        return
+    try:
+        async with deps.sessions() as session:
+            inputs = await work.load(session, claim.ctx.site_id, claim.item_ids)
+        outputs = await work.generate(deps, inputs) if inputs else None
+        await finish_batch(deps, claim, work, inputs, outputs)
+    except InsufficientCredits as error:
+        await pause_for_credits(deps, claim, error)
+    except Exception as error:
+        await release_claim(deps, claim, f"{type(error).__name__}: {error}")
+        raise

@@ -1,0 +1,72 @@
+"""What every handler needs, built once per process by the composition root (`consumers.app`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.ai.base import AIProvider
+from shared.automation_logger import AutomationLogger
+from shared.settings import Settings
+
+
+class Waker(Protocol):
+    def wake(self) -> None: ...
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    logger: AutomationLogger
+    provider: AIProvider
+    relay: Waker
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """Who a batch belongs to; handed to a stage's `write`."""
+
+    run_pk: int
+    run_id: str
+    site_id: int
+    account_id: int
+    batch_id: int
+    stage: int
+    settings: Settings
+
+
+@dataclass
+class Written:
+    """What a batch wrote: outputs created and credits to charge."""
+
+    items_out: int
+    credits: int
+
+
+class StageWork(Protocol):
+    """One stage's logic, free of transport: the seed's query, the AI call, the writes."""
+
+    number: int
+    input_name: str
+    output_name: str
+
+    def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
+        """The seed's query for the stage, as ids in a stable order."""
+        ...
+
+    async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> Any:
+        """The batch's inputs, re-checked for eligibility (None or empty: nothing to do)."""
+        ...
+
+    async def generate(self, deps: Deps, inputs: Any) -> Any:
+        """The AI call (outside any transaction)."""
+        ...
+
+    async def write(self, session: AsyncSession, ctx: BatchContext, inputs: Any, outputs: Any) -> Written:
+        """Write the outputs inside the batch transaction; constraints reject duplicates."""
+        ...

@@ -1,0 +1,52 @@
+"""Stage 5: content -> image prompts (GenerateImagePrompts). Seed query: drafts with no images.
+
+The prompts are stored as `Image` rows with status 'pending' (the seed's dual-purpose model).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, exists, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consumers.deps import BatchContext, Deps, Written
+from shared.ai.base import ArticleIn, ImagePromptOut
+from shared.ai.functions import GenerateImagePrompts
+from shared.models import Content, ContentIdea, Image, Task
+
+
+def _eligible(site_id: int):  # type: ignore[no-untyped-def]
+    return (Content.site_id == site_id, Content.status == "draft", ~exists().where(Image.content_id == Content.id))
+
+
+class ImagePromptsStage:
+    number = 5
+    input_name = "content"
+    output_name = "image prompts"
+
+    def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
+        return select(Content.id).where(*_eligible(site_id)).order_by(Content.id)
+
+    async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[ArticleIn]:
+        rows = (await session.execute(
+            select(Content, ContentIdea.target_keywords).join(Task, Task.id == Content.task_id)
+            .join(ContentIdea, ContentIdea.id == Task.idea_id)
+            .where(Content.id.in_(item_ids), *_eligible(site_id)).order_by(Content.id))).all()
+        return [ArticleIn(id=c.id, title=c.title, markdown=c.markdown, sections=tuple(c.sections),
+                          target_keywords=tuple(kws)) for c, kws in rows]
+
+    async def generate(self, deps: Deps, inputs: list[ArticleIn]) -> dict[int, list[ImagePromptOut]]:
+        return await GenerateImagePrompts(deps.provider).execute(inputs)
+
+    async def write(self, session: AsyncSession, ctx: BatchContext, inputs: list[ArticleIn],
+                    outputs: dict[int, list[ImagePromptOut]]) -> Written:
+        locked = (await session.scalars(
+            select(Content.id).where(Content.id.in_(list(outputs)), *_eligible(ctx.site_id))
+            .order_by(Content.id).with_for_update())).all()
+        rows = [{"site_id": ctx.site_id, "content_id": content_id, "kind": p.kind, "position": p.position,
+                 "prompt": p.prompt, "section": p.section, "status": "pending"}
+                for content_id in locked for p in outputs[content_id]]
+        inserted = (await session.scalars(
+            insert(Image).values(rows).on_conflict_do_nothing(index_elements=["content_id", "position"])
+            .returning(Image.id))).all() if rows else []
+        return Written(items_out=len(inserted), credits=GenerateImagePrompts.credits(len(locked)))

@@ -1,0 +1,17 @@
+"""AI functions behind one provider interface; `make_provider` picks the backend from settings."""
+
+from __future__ import annotations
+
+from shared.ai.base import AIProvider
+from shared.settings import Settings
+
+
+def make_provider(settings: Settings) -> AIProvider:
+    """The configured backend; the pipeline never knows which one it has."""
+    if settings.ai_provider == "simulated":
+        from shared.ai.simulated import SimulatedProvider
+
+        return SimulatedProvider(settings.ai_latency_ms)
+    from shared.ai.local import LocalProvider
+
+    return LocalProvider()

@@ -1,0 +1,108 @@
+"""The seed's credit rates, the pre-run estimate, and the charge made inside a batch transaction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.models import Account, CreditLedger
+
+# Assumptions used to project a fresh site's keywords through the later stages (the seed
+# estimated from the counts that exist before the run, which for new keywords is ~0).
+KEYWORDS_PER_CLUSTER = 8
+IDEAS_PER_CLUSTER = 4
+IMAGES_PER_CONTENT = 4
+
+
+class InsufficientCredits(Exception):
+    """The account cannot pay for a batch; the run is paused, nothing is written."""
+
+    def __init__(self, needed: int, balance: int) -> None:
+        super().__init__(f"insufficient credits: batch needs {needed}, balance is {balance}")
+        self.needed = needed
+        self.balance = balance
+
+
+def stage_cost(stage: int, units: int) -> int:
+    """Credits for `units` items of a stage at the seed's rates."""
+    if units <= 0:
+        return 0
+    if stage == 1:
+        return math.ceil(units / 5)  # one per 5 keywords
+    return {2: 2, 3: 0, 4: 5, 5: 2, 6: 2, 7: 0}[stage] * units
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Per-stage estimated credits for a run over the site's current eligible items."""
+
+    per_stage: dict[int, int]
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_stage.values())
+
+    def required(self, buffer: float) -> int:
+        return math.ceil(self.total * buffer)
+
+
+def estimate_from_counts(keywords: int, clusters: int, ideas: int, tasks: int, drafts: int,
+                         pending_images: int) -> Estimate:
+    """The seed's formulas, applied to the counts each stage will see once earlier stages ran."""
+    projected_clusters = clusters + math.ceil(keywords / KEYWORDS_PER_CLUSTER)
+    projected_tasks = tasks + ideas + projected_clusters * IDEAS_PER_CLUSTER
+    projected_content = drafts + projected_tasks
+    per_stage = {
+        1: math.ceil(keywords / 5),
+        2: projected_clusters * 2,
+        3: 0,
+        4: projected_tasks * 5,
+        5: projected_content * 2,
+        6: projected_content * IMAGES_PER_CONTENT * 2 + pending_images * 2,
+        7: 0,
+    }
+    counts = {
+        "keywords": keywords, "clusters": projected_clusters, "tasks": projected_tasks,
+        "content": projected_content, "images": projected_content * IMAGES_PER_CONTENT + pending_images,
+    }
+    return Estimate(per_stage=per_stage, counts=counts)
+
+
+async def charge(session: AsyncSession, *, account_id: int, amount: int, run_pk: int, batch_id: int,
+                 stage: int) -> None:
+    """Debit `amount` and write the ledger row; never below zero, at most once per batch."""
+    if amount <= 0:
+        return
+    debited = await session.scalar(
+        update(Account)
+        .where(Account.id == account_id, Account.credits_balance >= amount)
+        .values(credits_balance=Account.credits_balance - amount)
+        .returning(Account.credits_balance)
+    )
+    if debited is None:
+        balance = await session.scalar(select(Account.credits_balance).where(Account.id == account_id))
+        raise InsufficientCredits(amount, int(balance or 0))
+    session.add(CreditLedger(account_id=account_id, run_id=run_pk, batch_id=batch_id, stage=stage,
+                             delta=-amount, reason=f"stage {stage} batch"))
+
+
+async def grant(session: AsyncSession, account_id: int, amount: int, reason: str) -> int:
+    """Add credits (a top-up) and record it; returns the new balance."""
+    balance = await session.scalar(
+        update(Account).where(Account.id == account_id)
+        .values(credits_balance=Account.credits_balance + amount).returning(Account.credits_balance)
+    )
+    if balance is None:
+        raise LookupError(f"unknown account {account_id}")
+    session.add(CreditLedger(account_id=account_id, delta=amount, reason=reason))
+    return int(balance)
+
+
+async def ledger_total_for_run(session: AsyncSession, run_pk: int) -> int:
+    total = await session.scalar(select(func.coalesce(func.sum(-CreditLedger.delta), 0))
+                                 .where(CreditLedger.run_id == run_pk))
+    return int(total or 0)

@@ -1,0 +1,145 @@
+"""The event contract: every message on the broker is one of these models.
+
+Commands are named as orders (`StartRun`), events as facts (`StageCompleted`). Each
+carries `event_id`, `type`, `version` and `occurred_at`; `type` is also the routing key
+pattern, so a consumer can tell a message it does not know from one it does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STAGES = range(1, 8)
+BATCH_STAGES = range(1, 7)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Fields every message has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Unique id of this message.")
+    version: Literal[1] = Field(1, description="Schema version of the message.")
+    occurred_at: datetime = Field(default_factory=_now, description="When the message was created (UTC).")
+
+    def routing_key(self) -> str:
+        """The topic routing key this message is published with."""
+        return str(getattr(self, "type"))
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+class StartRun(Message):
+    """Ask run control to start an automation run for a site."""
+
+    type: Literal["run.start"] = "run.start"
+    site_id: int = Field(gt=0, description="The site to run.")
+    trigger: Literal["manual", "scheduled"] = Field("manual", description="Who asked.")
+    requested_by: str = Field("main-app", max_length=200, description="User or process that asked.")
+    idempotency_key: str | None = Field(
+        None, max_length=200, description="One run at most is started per (site, key)."
+    )
+
+
+class PauseRun(Message):
+    """Ask run control to pause a run: no new batch is claimed until it is resumed."""
+
+    type: Literal["run.pause"] = "run.pause"
+    run_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field("paused by user", max_length=500)
+
+
+class ResumeRun(Message):
+    """Ask run control to resume a paused (or failed) run where it stopped."""
+
+    type: Literal["run.resume"] = "run.resume"
+    run_id: str = Field(min_length=1, max_length=64)
+
+
+class RequestStage(Message):
+    """Ask stage N to plan (or re-emit the pending batches of) its work for a run."""
+
+    type: Literal["stage.1.requested", "stage.2.requested", "stage.3.requested", "stage.4.requested",
+                  "stage.5.requested", "stage.6.requested", "stage.7.requested"]
+    run_id: str
+
+    @property
+    def stage(self) -> int:
+        return int(self.type.split(".")[1])
+
+    @classmethod
+    def for_stage(cls, run_id: str, stage: int) -> RequestStage:
+        return cls(type=f"stage.{stage}.requested", run_id=run_id)  # type: ignore[arg-type]
+
+
+class ProcessBatch(Message):
+    """Ask any replica of stage N to process one planned batch."""
+
+    type: Literal["stage.1.batch", "stage.2.batch", "stage.3.batch", "stage.4.batch",
+                  "stage.5.batch", "stage.6.batch"]
+    run_id: str
+    batch_id: int = Field(gt=0)
+
+    @property
+    def stage(self) -> int:
+        return int(self.type.split(".")[1])
+
+    @classmethod
+    def for_stage(cls, run_id: str, stage: int, batch_id: int) -> ProcessBatch:
+        return cls(type=f"stage.{stage}.batch", run_id=run_id, batch_id=batch_id)  # type: ignore[arg-type]
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+class StageCompleted(Message):
+    """Stage N finished all its batches for a run; it triggers stage N+1."""
+
+    type: Literal["stage.1.completed", "stage.2.completed", "stage.3.completed", "stage.4.completed",
+                  "stage.5.completed", "stage.6.completed", "stage.7.completed"]
+    run_id: str
+    result: dict[str, Any] = Field(default_factory=dict, description="The stage's result, as stored.")
+
+    @property
+    def stage(self) -> int:
+        return int(self.type.split(".")[1])
+
+    @classmethod
+    def for_stage(cls, run_id: str, stage: int, result: dict[str, Any]) -> StageCompleted:
+        return cls(type=f"stage.{stage}.completed", run_id=run_id, result=result)  # type: ignore[arg-type]
+
+
+class RunRejected(Message):
+    """A `run.start` was refused; `reason` says why."""
+
+    type: Literal["run.rejected"] = "run.rejected"
+    site_id: int
+    reason: str
+    idempotency_key: str | None = None
+    active_run_id: str | None = None
+    estimate: int | None = None
+    required: int | None = None
+    balance: int | None = None
+
+
+class RunStateChanged(Message):
+    """A run was started, paused, resumed, completed or failed."""
+
+    type: Literal["run.started", "run.paused", "run.resumed", "run.completed", "run.failed"]
+    run_id: str
+    site_id: int
+    status: str
+    reason: str | None = None
+
+
+ControlCommand = Annotated[StartRun | PauseRun | ResumeRun, Field(discriminator="type")]
+StagePlanTrigger = Annotated[RequestStage | StageCompleted, Field(discriminator="type")]

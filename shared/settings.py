@@ -1,0 +1,59 @@
+"""The one settings object. No other module reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of every process, from `AUTOMATION_*` variables (see `.env.example`)."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOMATION_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/automation",
+        description="SQLAlchemy URL of the PostgreSQL database (asyncpg driver).",
+    )
+    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL, vhost included.")
+    queue_prefix: str = Field(
+        "automation",
+        description="Prefix of every exchange and queue name, so several deployments can share a vhost.",
+    )
+    log_dir: Path = Field(Path("logs/automation"), description="Root of the per-run log files.")
+    media_dir: Path = Field(Path("media"), description="Where generated images are written.")
+    media_url: str = Field("/media", description="URL prefix under which media_dir is served.")
+    ai_provider: Literal["local", "simulated"] = Field("local", description="AI backend.")
+    ai_latency_ms: int = Field(0, ge=0, description="Latency of the simulated provider, per call.")
+    image_width: int = Field(512, ge=16, le=4096)
+    image_height: int = Field(288, ge=16, le=4096)
+    concurrency: int = Field(4, ge=1, le=256, description="Default messages in flight per consumer.")
+    outbox_poll_seconds: float = Field(1.0, gt=0, description="How often unsent outbox rows are swept.")
+    batch_lease_seconds: int = Field(600, ge=5, description="How long a claimed batch is reserved.")
+    max_attempts: int = Field(5, ge=1, le=50, description="Tries of a batch on transient errors.")
+    retry_base_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles each try.")
+    credit_buffer: float = Field(1.2, ge=1.0, description="A run starts only if balance >= estimate x this.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_only(cls, value: str) -> str:
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must be a postgresql+asyncpg:// URL")
+        return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_only(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process (tests build their own `Settings(...)`)."""
+    return Settings()
