@@ -17,8 +17,8 @@ from faststream import FastStream
 from faststream.rabbit import Channel, RabbitBroker
 
 from consumers import run_control
-from consumers.batches import process_batch
 from consumers.batches import plan_stage as plan_batches
+from consumers.batches import process_batch
 from consumers.deps import Deps
 from consumers.registry import STAGE_WORK
 from consumers.stage7_review import complete_run
@@ -94,7 +94,7 @@ def build_app(process: str, settings: Settings, concurrency: int | None = None) 
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; expected one of {', '.join(PROCESSES)}")
     concurrency = concurrency or settings.concurrency
-    topology = Topology(settings.queue_prefix)
+    topology = Topology.from_settings(settings)
     router = FailureRouter(settings, topology)
     broker = make_broker(settings, router, graceful_timeout=30.0)
     state = ProcessState()

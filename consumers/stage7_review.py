@@ -42,6 +42,8 @@ async def complete_run(deps: Deps, run_id: str) -> None:
         run.completed_at = finished
         run.last_progress_at = finished
         deps.logger.log_stage_start(session, run, site.account_id, STAGE, "review gate")
+        deps.logger.log_stage_progress(session, run, site.account_id, STAGE,
+                                       f"counted {len(ids)} content items with status 'review'")
         deps.logger.log_stage_complete(session, run, site.account_id, STAGE,
                                        f"{len(ids)} content items ready for review")
         deps.logger.run_event(session, run, site.account_id,

@@ -19,7 +19,7 @@ class AutomationClient:
     """`async with AutomationClient(settings) as client: await client.start_run(site_id)`."""
 
     def __init__(self, settings: Settings) -> None:
-        self.topology = Topology(settings.queue_prefix)
+        self.topology = Topology.from_settings(settings)
         self.broker = make_broker(settings)
 
     async def __aenter__(self) -> AutomationClient:

@@ -32,7 +32,7 @@ class Message(BaseModel):
 
     def routing_key(self) -> str:
         """The topic routing key this message is published with."""
-        return str(getattr(self, "type"))
+        return str(self.type)
 
 
 # --- commands -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from shared.events import BATCH_STAGES, STAGES
-
+from shared.settings import Settings
 
 RETRY_TIER_HEADER = "x-retry-tier"
 ATTEMPT_HEADER = "x-automation-attempt"
@@ -23,6 +23,12 @@ ATTEMPT_HEADER = "x-automation-attempt"
 class Topology:
     prefix: str
     retry_delays_seconds: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        """Retry tiers double from `retry_base_seconds`, one per attempt up to `max_attempts`."""
+        tiers = max(1, settings.max_attempts - 1)
+        return cls(settings.queue_prefix, tuple(settings.retry_base_seconds * 2**k for k in range(tiers)))
 
     @property
     def exchange(self) -> RabbitExchange:

@@ -1,0 +1,15 @@
+# One image for every process: migrate, control, stage1..stage7 (and later api, scheduler).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY consumers ./consumers
+COPY producers ./producers
+COPY scheduler ./scheduler
+COPY bench ./bench
+RUN pip install .
+RUN useradd --create-home automation && mkdir -p /data/logs /data/media && chown -R automation /data
+USER automation
+ENV AUTOMATION_LOG_DIR=/data/logs AUTOMATION_MEDIA_DIR=/data/media
+ENTRYPOINT ["automation"]

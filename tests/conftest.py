@@ -1,0 +1,98 @@
+"""Shared fixtures: a database and a queue prefix of their own for every test run.
+
+Runs never collide: the database is `automation_test_<id>` and every exchange and queue
+name starts with `t<id>` (a fresh prefix per end-to-end test), all removed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from consumers.deps import Deps
+from shared.accounts import add_keywords, create_account, create_site
+from shared.ai import make_provider
+from shared.ai.base import AIProvider
+from shared.automation_logger import AutomationLogger
+from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_schema
+from shared.models import Site
+from shared.settings import Settings
+
+RUN_ID = uuid.uuid4().hex[:8]
+PG_URL = os.environ.get("AUTOMATION_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+AMQP_URL = os.environ.get("AUTOMATION_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+class NoWake:
+    """Integration tests pump the outbox themselves; nothing to wake."""
+
+    def wake(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def output_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp(f"automation-{RUN_ID}")
+
+
+@pytest.fixture(scope="session")
+def settings(output_dir: Path) -> Settings:
+    return Settings(database_url=f"{PG_URL}/automation_test_{RUN_ID}", amqp_url=AMQP_URL,
+                    queue_prefix=f"t{RUN_ID}", log_dir=output_dir / "logs", media_dir=output_dir / "media",
+                    ai_provider=os.environ.get("AUTOMATION_TEST_AI_PROVIDER", "local"), outbox_poll_seconds=0.5)
+
+
+@pytest.fixture(scope="session")
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await asyncio.to_thread(upgrade_schema, settings.database_url)
+    engine = make_engine(settings, pool_size=20)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+    if not os.environ.get("AUTOMATION_KEEP_TEST_DB"):
+        await drop_database(settings.database_url)
+
+
+@pytest.fixture(scope="session")
+def provider(settings: Settings) -> AIProvider:
+    return make_provider(settings)
+
+
+@pytest.fixture
+def deps(settings: Settings, sessions: async_sessionmaker[AsyncSession], provider: AIProvider) -> Deps:
+    return Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
+                provider=provider, relay=NoWake(), worker_id="pytest")
+
+
+SiteFactory = Callable[..., Awaitable[Site]]
+
+
+def site_factory(sessions: async_sessionmaker[AsyncSession]) -> SiteFactory:
+    """`await make_site(keywords=40, credits=100_000, **config)`: a fresh account and site."""
+
+    async def factory(keywords: int = 40, credits: int = 100_000, **config: object) -> Site:
+        from shared.demo_data import demo_keywords, keyword_volume
+
+        name = uuid.uuid4().hex[:10]
+        async with sessions() as session, session.begin():
+            account = await create_account(session, f"acct-{name}", credits)
+            site = await create_site(session, account, f"site-{name}", **config)
+            await add_keywords(session, site, [(k, keyword_volume(k)) for k, _ in demo_keywords(keywords)])
+        return site
+
+    return factory
+
+
+@pytest.fixture
+def make_site(sessions: async_sessionmaker[AsyncSession]) -> SiteFactory:
+    return site_factory(sessions)
+
+
+@pytest.fixture(scope="module")
+def make_module_site(sessions: async_sessionmaker[AsyncSession]) -> SiteFactory:
+    return site_factory(sessions)

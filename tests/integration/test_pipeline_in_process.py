@@ -1,0 +1,266 @@
+"""The whole pipeline against the real database, messages delivered by the in-memory bus."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from sqlalchemy import select, text, update
+
+from consumers.batches import process_batch
+from consumers.registry import STAGE_WORK
+from shared.accounts import create_account, create_site
+from shared.credits import grant
+from shared.events import PauseRun, ProcessBatch, ResumeRun, StartRun
+from shared.models import Account, AutomationRun, Cluster, Content, ContentIdea, Keyword, StageBatch, Task
+from tests.support import Bus, dispatch, drain_outbox, site_outcome
+
+
+async def run_of(deps, site_id: int) -> AutomationRun:
+    async with deps.sessions() as session:
+        return (await session.scalars(select(AutomationRun).where(AutomationRun.site_id == site_id)
+                                      .order_by(AutomationRun.id.desc()))).first()
+
+
+def assert_complete_and_consistent(outcome: dict[str, int], starting_credits: int) -> None:
+    assert outcome["keywords_eligible_left"] == 0
+    assert outcome["content"] == outcome["tasks"] == outcome["ideas"] > 0
+    assert outcome["tasks_without_one_content"] == 0
+    assert outcome["content_in_review"] == outcome["content"]
+    assert outcome["review_with_pending_images"] == 0
+    assert outcome["images_generated"] == outcome["images"] > 0
+    assert outcome["credits_used"] == outcome["ledger_charged"] == starting_credits - outcome["balance"]
+
+
+async def test_full_run_reaches_the_review_gate(deps, make_site):
+    site = await make_site(keywords=60)
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id))
+    await bus.pump()
+
+    run = await run_of(deps, site.id)
+    assert run.status == "completed" and run.current_stage == 7 and run.completed_at is not None
+    outcome = await site_outcome(deps, site.id)
+    assert outcome["keywords_clustered"] == 60
+    assert_complete_and_consistent(outcome, 100_000)
+    assert run.stage_7_result["items_in"] == outcome["content_in_review"]
+    assert len(run.stage_7_result["content_ids"]) == outcome["content"]
+    assert [p["type"] for p in bus.keys("run.")][-1] == "run.completed"
+    # credits at the seed's rates: stage 1 is one per 5 keywords of each batch of 20
+    assert run.stage_1_result["credits"] == 3 * math.ceil(20 / 5)
+    assert run.stage_4_result["credits"] == 5 * outcome["content"]
+    assert run.stage_6_result["credits"] == 2 * outcome["images"]
+
+
+async def test_seed_queries_leave_ineligible_items_alone(deps, make_site):
+    site = await make_site(keywords=30)
+    async with deps.sessions() as session, session.begin():
+        disabled = (await session.scalars(select(Keyword.id).where(Keyword.site_id == site.id)
+                                          .order_by(Keyword.id).limit(3))).all()
+        await session.execute(update(Keyword).where(Keyword.id.in_(disabled)).values(disabled=True))
+        done_cluster = Cluster(site_id=site.id, name="Pre-existing cluster", status="new")
+        session.add(done_cluster)
+        await session.flush()
+        premade = (await session.scalars(select(Keyword.id).where(Keyword.site_id == site.id)
+                                         .order_by(Keyword.id.desc()).limit(2))).all()
+        await session.execute(update(Keyword).where(Keyword.id.in_(premade))
+                              .values(cluster_id=done_cluster.id, status="new"))
+        idea = ContentIdea(site_id=site.id, cluster_id=done_cluster.id, title="An idea written by hand",
+                           content_type="guide", target_keywords=[], outline=[], status="queued")
+        session.add(idea)
+        await session.flush()
+        task = Task(site_id=site.id, idea_id=idea.id, title=idea.title, status="queued")
+        session.add(task)
+        await session.flush()
+        session.add(Content(site_id=site.id, task_id=task.id, title="Hand-written", meta_title="m",
+                            meta_description="d", slug="hand-written", html="<p>x</p>", markdown="x",
+                            sections=[], word_count=1, status="published"))
+
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id))
+    await bus.pump()
+
+    async with deps.sessions() as session:
+        assert (await session.scalars(select(Keyword.cluster_id).where(Keyword.id.in_(disabled)))).all() == [None] * 3
+        assert set((await session.scalars(select(Keyword.cluster_id).where(Keyword.id.in_(premade)))).all()) \
+            == {done_cluster.id}
+        ideas = (await session.scalars(select(ContentIdea.title).where(ContentIdea.cluster_id == done_cluster.id)
+                                       )).all()
+        assert ideas == ["An idea written by hand"]
+        assert await session.scalar(select(text("count(*)")).select_from(Content).where(
+            Content.task_id == task.id)) == 1
+    run = await run_of(deps, site.id)
+    assert run.status == "completed"
+    assert run.stage_1_result["items_in"] == 30 - 3 - 2
+
+
+async def test_batch_sizes_hold(deps, make_site, provider):
+    sizes = {1: 7, 2: 2, 3: 5, 4: 3, 5: 2, 6: 4}
+    site = await make_site(keywords=45, **{f"stage_{n}_batch_size": size for n, size in sizes.items()})
+    calls = {"cluster": 0}
+    original = provider.cluster_keywords
+
+    async def counting(keywords, existing):
+        calls["cluster"] += 1
+        return await original(keywords, existing)
+
+    provider.cluster_keywords = counting
+    try:
+        bus = Bus(deps)
+        await bus.send(StartRun(site_id=site.id))
+        await bus.pump()
+    finally:
+        del provider.cluster_keywords
+    run = await run_of(deps, site.id)
+    assert run.status == "completed"
+    assert calls["cluster"] == math.ceil(45 / 7)
+    async with deps.sessions() as session:
+        for stage, size in sizes.items():
+            batches = (await session.scalars(select(StageBatch).where(
+                StageBatch.run_id == run.id, StageBatch.stage == stage))).all()
+            eligible = run.stage_result(stage)["items_in"]
+            assert len(batches) == math.ceil(eligible / size) == run.stage_result(stage)["ai_calls"]
+            assert all(len(b.item_ids) <= size for b in batches)
+            assert sum(len(b.item_ids) for b in batches) == eligible
+
+
+async def test_duplicated_batch_messages_change_nothing(deps, make_site):
+    clean_site = await make_site(keywords=40)
+    dup_site = await make_site(keywords=40)
+    clean = Bus(deps)
+    await clean.send(StartRun(site_id=clean_site.id))
+    await clean.pump()
+    duplicated = Bus(deps)
+    await duplicated.send(StartRun(site_id=dup_site.id))
+    await duplicated.pump(duplicate_batches=True)
+    # and once more, every batch message of the finished run
+    for payload in [p for k, p in duplicated.seen if k.endswith(".batch")]:
+        await duplicated.send(ProcessBatch.model_validate(payload))
+    await duplicated.pump()
+
+    first, second = await site_outcome(deps, clean_site.id), await site_outcome(deps, dup_site.id)
+    assert_complete_and_consistent(second, 100_000)
+    assert first == second
+
+
+async def test_racing_replicas_process_a_batch_once(deps, make_site):
+    site = await make_site(keywords=20)
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id))
+    # deliver run.start and stage 1 planning, then race every batch message against itself
+    batches: list[ProcessBatch] = []
+    while not batches:
+        pending = await drain_outbox(deps)
+        assert pending, "stage 1 was never planned"
+        batches = [ProcessBatch.model_validate(p) for k, p in pending if k.endswith(".batch")]
+        for key, payload in pending:
+            if not key.endswith(".batch"):
+                await dispatch(deps, key, payload)
+    await asyncio.gather(*(process_batch(deps, b, STAGE_WORK[1]) for b in batches for _ in range(4)))
+    outcome = await site_outcome(deps, site.id)
+    assert outcome["keywords_clustered"] == 20
+    run = await run_of(deps, site.id)
+    assert run.stage_1_result is not None and run.stage_1_result["credits"] == 4
+    assert outcome["ledger_charged"] == 4
+
+
+async def test_start_is_refused_with_an_active_run_or_short_credits(deps, make_site, sessions):
+    site = await make_site(keywords=10)
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id), StartRun(site_id=site.id))
+    messages = await drain_outbox(deps)
+    for key, payload in messages:
+        await dispatch(deps, key, payload)
+    rejected = [p for k, p in await drain_outbox(deps) if k == "run.rejected"]
+    assert len(rejected) == 1 and rejected[0]["reason"] == "site has an active run"
+    assert rejected[0]["active_run_id"] == (await run_of(deps, site.id)).run_id
+
+    poor = await make_site(keywords=200, credits=50)
+    await bus.send(StartRun(site_id=poor.id))
+    await bus.pump()
+    reasons = [p["reason"] for p in bus.keys("run.rejected")]
+    assert any(r.startswith("insufficient credits: need ") for r in reasons)
+    assert await run_of(deps, poor.id) is None
+
+    await bus.send(StartRun(site_id=987654321))
+    await bus.pump()
+    assert bus.keys("run.rejected")[-1]["reason"] == "unknown site 987654321"
+
+
+async def test_fifty_concurrent_starts_make_one_run(deps, make_site):
+    site = await make_site(keywords=10)
+    from consumers.run_control import start_run
+
+    results = await asyncio.gather(*(start_run(deps, StartRun(site_id=site.id)) for _ in range(50)))
+    runs = [r for r in results if isinstance(r, AutomationRun)]
+    assert len(runs) == 1
+    assert all(r.reason == "site has an active run" for r in results if not isinstance(r, AutomationRun))
+    async with deps.sessions() as session:
+        assert await session.scalar(select(text("count(*)")).select_from(AutomationRun).where(
+            AutomationRun.site_id == site.id)) == 1
+
+
+async def test_pause_and_resume_give_the_totals_of_an_uninterrupted_run(deps, make_site):
+    straight_site = await make_site(keywords=40)
+    paused_site = await make_site(keywords=40)
+    straight = Bus(deps)
+    await straight.send(StartRun(site_id=straight_site.id))
+    await straight.pump()
+
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=paused_site.id))
+    for _ in range(3):  # a few rounds of messages, then pause mid-run
+        for key, payload in await drain_outbox(deps):
+                await dispatch(deps, key, payload)
+    run = await run_of(deps, paused_site.id)
+    await bus.send(PauseRun(run_id=run.run_id))
+    await bus.pump()
+    run = await run_of(deps, paused_site.id)
+    assert run.status == "paused" and run.completed_at is None
+    await bus.send(ResumeRun(run_id=run.run_id))
+    await bus.pump()
+    assert (await run_of(deps, paused_site.id)).status == "completed"
+    assert await site_outcome(deps, straight_site.id) == await site_outcome(deps, paused_site.id)
+
+
+async def test_running_out_of_credits_pauses_then_resume_completes(deps, make_site):
+    site = await make_site(keywords=40)
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id))
+    # run stages 1-3, then take the account's credits away before content generation
+    while True:
+        messages = await drain_outbox(deps)
+        if any(k == "stage.4.batch" for k, _ in messages):
+            break
+        for key, payload in messages:
+            await dispatch(deps, key, payload)
+    async with deps.sessions() as session, session.begin():
+        await session.execute(update(Account).where(Account.id == site.account_id).values(credits_balance=7))
+    for key, payload in messages:
+        await dispatch(deps, key, payload)
+    await bus.pump()
+    run = await run_of(deps, site.id)
+    assert run.status == "paused" and run.pause_reason == "insufficient credits"
+    outcome = await site_outcome(deps, site.id)
+    assert outcome["content"] == 1 and outcome["balance"] == 2  # one article paid, nothing half-written
+    async with deps.sessions() as session, session.begin():
+        await grant(session, site.account_id, 100_000, "top-up")
+    await bus.send(ResumeRun(run_id=run.run_id))
+    await bus.pump()
+    run = await run_of(deps, site.id)
+    assert run.status == "completed"
+    outcome = await site_outcome(deps, site.id)
+    assert outcome["tasks_without_one_content"] == 0
+    assert outcome["credits_used"] == outcome["ledger_charged"]
+
+
+async def test_accounts_and_sites_are_created_with_default_config(sessions):
+    async with sessions() as session, session.begin():
+        account = await create_account(session, "defaults-check", 10)
+        site = await create_site(session, account, "defaults-site")
+        await session.flush()
+        row = (await session.execute(text(
+            "SELECT stage_1_batch_size, stage_2_batch_size, stage_3_batch_size, stage_4_batch_size, "
+            "stage_5_batch_size, stage_6_batch_size, frequency, is_enabled FROM automation_configs "
+            "WHERE site_id = :s"), {"s": site.id})).one()
+    assert tuple(row) == (20, 1, 20, 1, 1, 1, "daily", False)
