@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, StageWork
+from shared.automation_logger import RunRef
 from shared.credits import InsufficientCredits, charge
 from shared.events import ProcessBatch, RunStateChanged, StageCompleted
 from shared.messaging import PoisonMessage
@@ -67,6 +68,7 @@ async def plan_stage(deps: Deps, run_id: str, work: StageWork) -> None:
     stage = work.number
     async with deps.sessions() as session, session.begin():
         run, site = await lock_run(session, run_id)
+        ref = RunRef.of(run, site.account_id)
         if run.status != "running":
             log.info("run %s is %s: stage %d not planned now", run_id, run.status, stage)
             return
@@ -78,19 +80,20 @@ async def plan_stage(deps: Deps, run_id: str, work: StageWork) -> None:
                 select(StageBatch.id).where(StageBatch.run_id == run.id, StageBatch.stage == stage,
                                             reclaimable(now())).order_by(StageBatch.seq))).all()
             add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in open_ids))
-            deps.logger.log_stage_progress(session, run, site.account_id, stage,
+            deps.logger.log_stage_progress(session, ref, stage,
                                            f"re-requested: {len(open_ids)} open batches emitted again")
         else:
             config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site.id))
             size = config.batch_size(stage) if config else 1
             item_ids = list((await session.scalars(work.eligible_ids(site.id))).all())
             chunks = [item_ids[i:i + size] for i in range(0, len(item_ids), size)]
-            session.add(RunStage(run_id=run.id, stage=stage, batches_total=len(chunks), items_in=len(item_ids)))
+            stage_row = RunStage(run_id=run.id, stage=stage, status="planned", batches_total=len(chunks),
+                                 batches_done=0, items_in=len(item_ids), items_out=0, credits=0, ai_calls=0)
+            session.add(stage_row)
             run.current_stage = stage
             run.last_progress_at = now()
             deps.logger.log_stage_start(
-                session, run, site.account_id, stage,
-                f"{len(item_ids)} {work.input_name} in {len(chunks)} batches of up to {size}")
+                session, ref, stage, f"{len(item_ids)} {work.input_name} in {len(chunks)} batches of up to {size}")
             if chunks:
                 batch_ids = (await session.scalars(
                     insert(StageBatch).returning(StageBatch.id),
@@ -100,62 +103,65 @@ async def plan_stage(deps: Deps, run_id: str, work: StageWork) -> None:
                 add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in batch_ids))
             else:
                 await session.flush()
-                stage_row = await session.get(RunStage, (run.id, stage))
-                assert stage_row is not None
-                complete_stage(deps, session, run, site, stage_row, work)
+                await complete_stage(deps, session, ref, stage_row, work)
     deps.relay.wake()
 
 
-def complete_stage(deps: Deps, session: AsyncSession, run: AutomationRun, site: Site, stage_row: RunStage,
-                   work: StageWork) -> None:
+async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_row: RunStage,
+                         work: StageWork) -> None:
     """Record the stage result and announce `stage.N.completed` (in the caller's transaction)."""
+    stage = stage_row.stage
     result = {
         "input": work.input_name, "output": work.output_name,
         "items_in": stage_row.items_in, "items_out": stage_row.items_out,
         "batches": stage_row.batches_total, "credits": stage_row.credits, "ai_calls": stage_row.ai_calls,
     }
-    stage_row.status = "completed"
-    stage_row.completed_at = now()
-    run.set_stage_result(stage_row.stage, result)
-    run.current_stage = min(stage_row.stage + 1, 7)
-    run.last_progress_at = now()
+    finished = now()
+    await session.execute(update(RunStage).where(RunStage.run_id == run.pk, RunStage.stage == stage)
+                          .values(status="completed", completed_at=finished)
+                          .execution_options(synchronize_session=False))
+    await session.execute(update(AutomationRun).where(AutomationRun.id == run.pk)
+                          .values({f"stage_{stage}_result": result, "current_stage": min(stage + 1, 7),
+                                   "last_progress_at": finished})
+                          .execution_options(synchronize_session=False))
     deps.logger.log_stage_complete(
-        session, run, site.account_id, stage_row.stage,
-        f"{result['items_in']} {work.input_name} in, {result['items_out']} {work.output_name} out, "
-        f"{result['credits']} credits, {result['batches']} batches")
-    add_events(session, StageCompleted.for_stage(run.run_id, stage_row.stage, result))
+        session, run, stage, f"{result['items_in']} {work.input_name} in, {result['items_out']} "
+                             f"{work.output_name} out, {result['credits']} credits, {result['batches']} batches")
+    add_events(session, StageCompleted.for_stage(run.run_id, stage, result))
+
+
+CLAIM = text("""
+    UPDATE stage_batches AS b
+       SET status = 'claimed', claim_token = :token, claimed_by = :worker,
+           lease_expires_at = now() + make_interval(secs => :lease), attempts = b.attempts + 1
+      FROM automation_runs AS r, sites AS s
+     WHERE b.id = :batch_id AND b.stage = :stage AND r.id = b.run_id AND r.run_id = :run_id
+       AND s.id = r.site_id AND r.status = 'running'
+       AND (b.status = 'pending' OR (b.status = 'claimed' AND b.lease_expires_at < now()))
+ RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id
+""")
 
 
 async def claim_batch(deps: Deps, command: ProcessBatch) -> Claim | None:
-    """Reserve the batch for this consumer, or None when there is nothing to do."""
+    """Reserve the batch for this consumer, or None when there is nothing to do (done, held by a
+    live claim, or its run is not running). One statement: concurrent claimers serialize on the row."""
+    token = uuid.uuid4().hex
     async with deps.sessions() as session, session.begin():
         await relaxed_commit(session)
-        row = (await session.execute(
-            select(StageBatch, AutomationRun, Site)
-            .join(AutomationRun, AutomationRun.id == StageBatch.run_id)
-            .join(Site, Site.id == AutomationRun.site_id)
-            .where(StageBatch.id == command.batch_id)
-            .with_for_update(of=StageBatch, skip_locked=True)
-        )).first()
+        row = (await session.execute(CLAIM, {
+            "token": token, "worker": deps.worker_id, "lease": deps.settings.batch_lease_seconds,
+            "batch_id": command.batch_id, "stage": command.stage, "run_id": command.run_id})).first()
         if row is None:
-            if await session.get(StageBatch, command.batch_id) is None:
-                raise PoisonMessage(f"unknown batch {command.batch_id}")
-            return None  # another consumer holds it right now
-        batch, run, site = row
-        if batch.stage != command.stage or run.run_id != command.run_id:
-            raise PoisonMessage(f"batch {batch.id} is not stage {command.stage} of run {command.run_id}")
-        at = now()
-        lease_live = batch.status == "claimed" and batch.lease_expires_at is not None and batch.lease_expires_at > at
-        if batch.status == "done" or lease_live or run.status != "running":
+            known = (await session.execute(
+                select(StageBatch.stage, AutomationRun.run_id)
+                .join(AutomationRun, AutomationRun.id == StageBatch.run_id)
+                .where(StageBatch.id == command.batch_id))).first()
+            if known is None or tuple(known) != (command.stage, command.run_id):
+                raise PoisonMessage(f"batch {command.batch_id} is not stage {command.stage} of run {command.run_id}")
             return None
-        batch.status = "claimed"
-        batch.claim_token = uuid.uuid4().hex
-        batch.claimed_by = deps.worker_id
-        batch.lease_expires_at = at + timedelta(seconds=deps.settings.batch_lease_seconds)
-        batch.attempts += 1
-        ctx = BatchContext(run_pk=run.id, run_id=run.run_id, site_id=site.id, account_id=site.account_id,
-                           batch_id=batch.id, stage=batch.stage, settings=deps.settings)
-        return Claim(batch_id=batch.id, token=batch.claim_token, item_ids=list(batch.item_ids), ctx=ctx)
+    run = RunRef(pk=row.run_pk, run_id=command.run_id, site_id=row.site_id, account_id=row.account_id)
+    ctx = BatchContext(run=run, batch_id=command.batch_id, stage=command.stage, settings=deps.settings)
+    return Claim(batch_id=command.batch_id, token=token, item_ids=list(row.item_ids), ctx=ctx)
 
 
 async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
@@ -167,35 +173,41 @@ async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
 
 
 async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, outputs: Any) -> bool:
-    """The one transaction that makes a batch's effects real; False if the claim was lost."""
-    ctx = claim.ctx
+    """The one transaction that makes a batch's effects real; False if the claim was lost.
+
+    Rows are locked in one order everywhere (batch, outputs, account, run stage, run) so
+    concurrent batches of a run queue up instead of deadlocking.
+    """
+    ctx, run = claim.ctx, claim.ctx.run
     async with deps.sessions() as session, session.begin():
-        batch = await session.get(StageBatch, claim.batch_id, with_for_update=True)
-        if batch is None or batch.status != "claimed" or batch.claim_token != claim.token:
+        seq = await session.scalar(
+            select(StageBatch.seq).where(StageBatch.id == claim.batch_id, StageBatch.status == "claimed",
+                                         StageBatch.claim_token == claim.token).with_for_update())
+        if seq is None:
             log.warning("batch %s: claim lost before finishing; outputs discarded", claim.batch_id)
             return False
         written = await work.write(session, ctx, inputs, outputs) if inputs else None
         items_out = written.items_out if written else 0
         credits = written.credits if written else 0
-        await charge(session, account_id=ctx.account_id, amount=credits, run_pk=ctx.run_pk,
-                     batch_id=batch.id, stage=ctx.stage)
-        batch.status, batch.items_out, batch.credits = "done", items_out, credits
-        batch.completed_at, batch.error = now(), None
-        stage_row = await session.scalar(
-            update(RunStage).where(RunStage.run_id == ctx.run_pk, RunStage.stage == ctx.stage)
+        await charge(session, account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,
+                     stage=ctx.stage)
+        await session.execute(
+            update(StageBatch).where(StageBatch.id == claim.batch_id)
+            .values(status="done", items_out=items_out, credits=credits, completed_at=now(), error=None))
+        stage_row = (await session.scalars(
+            update(RunStage).where(RunStage.run_id == run.pk, RunStage.stage == ctx.stage)
             .values(batches_done=RunStage.batches_done + 1, items_out=RunStage.items_out + items_out,
                     credits=RunStage.credits + credits, ai_calls=RunStage.ai_calls + (1 if inputs else 0))
-            .returning(RunStage).execution_options(populate_existing=True))
-        run, site = await lock_run(session, ctx.run_id)
-        run.total_credits_used += credits
-        run.last_progress_at = now()
-        assert stage_row is not None
+            .returning(RunStage).execution_options(populate_existing=True))).one()
+        await session.execute(
+            update(AutomationRun).where(AutomationRun.id == run.pk)
+            .values(total_credits_used=AutomationRun.total_credits_used + credits, last_progress_at=now())
+            .execution_options(synchronize_session=False))
         deps.logger.log_stage_progress(
-            session, run, site.account_id, ctx.stage,
-            f"batch {batch.seq + 1}/{stage_row.batches_total} done: {len(claim.item_ids)} {work.input_name} "
-            f"-> {items_out} {work.output_name}, {credits} credits")
+            session, run, ctx.stage, f"batch {seq + 1}/{stage_row.batches_total} done: {len(claim.item_ids)} "
+                                     f"{work.input_name} -> {items_out} {work.output_name}, {credits} credits")
         if stage_row.batches_done == stage_row.batches_total:
-            complete_stage(deps, session, run, site, stage_row, work)
+            await complete_stage(deps, session, run, stage_row, work)
     deps.relay.wake()
     return True
 
@@ -206,12 +218,12 @@ async def pause_for_credits(deps: Deps, claim: Claim, error: InsufficientCredits
         await session.execute(
             update(StageBatch).where(StageBatch.id == claim.batch_id, StageBatch.claim_token == claim.token)
             .values(status="pending", claim_token=None, lease_expires_at=None, error=str(error)))
-        run, site = await lock_run(session, claim.ctx.run_id)
+        run, site = await lock_run(session, claim.ctx.run.run_id)
         if run.status == "running":
             run.status = "paused"
             run.pause_reason = "insufficient credits"
-            deps.logger.run_event(session, run, site.account_id,
-                                  f"Run paused: insufficient credits ({error})", level="WARNING")
+            deps.logger.run_event(session, claim.ctx.run, f"Run paused: insufficient credits ({error})",
+                                  level="WARNING")
             add_events(session, RunStateChanged(type="run.paused", run_id=run.run_id, site_id=site.id,
                                                 status="paused", reason="insufficient credits"))
     deps.relay.wake()

@@ -9,7 +9,7 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.ai.base import AIProvider
-from shared.automation_logger import AutomationLogger
+from shared.automation_logger import AutomationLogger, RunRef
 from shared.settings import Settings
 
 
@@ -31,13 +31,14 @@ class Deps:
 class BatchContext:
     """Who a batch belongs to; handed to a stage's `write`."""
 
-    run_pk: int
-    run_id: str
-    site_id: int
-    account_id: int
+    run: RunRef
     batch_id: int
     stage: int
     settings: Settings
+
+    @property
+    def site_id(self) -> int:
+        return self.run.site_id
 
 
 @dataclass

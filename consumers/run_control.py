@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consumers.batches import lock_run, now
 from consumers.deps import Deps
 from consumers.registry import estimate_for_site
+from shared.automation_logger import RunRef
 from shared.events import PauseRun, RequestStage, ResumeRun, RunRejected, RunStateChanged, StartRun
 from shared.models import ACTIVE_RUN_STATUSES, Account, AutomationConfig, AutomationRun, Site
 from shared.outbox import add_events
@@ -85,7 +86,7 @@ async def start_run(deps: Deps, command: StartRun) -> AutomationRun | RunRejecte
                 await session.flush()
                 config = await get_or_create_config(session, site.id)
                 config.last_run_at = run.started_at
-                deps.logger.start_run(session, run, site.account_id,
+                deps.logger.start_run(session, RunRef.of(run, site.account_id), run.trigger,
                                       f"estimate {estimate.total} credits, balance {account.credits_balance}")
                 add_events(session, RequestStage.for_stage(run.run_id, 1),
                            RunStateChanged(type="run.started", run_id=run.run_id, site_id=site.id,
@@ -110,7 +111,7 @@ async def pause_run(deps: Deps, command: PauseRun) -> str:
             return run.status
         run.status = "paused"
         run.pause_reason = command.reason
-        deps.logger.run_event(session, run, site.account_id, f"Run paused at stage {run.current_stage}: "
+        deps.logger.run_event(session, RunRef.of(run, site.account_id), f"Run paused at stage {run.current_stage}: "
                                                                f"{command.reason}")
         add_events(session, RunStateChanged(type="run.paused", run_id=run.run_id, site_id=site.id,
                                             status="paused", reason=command.reason))
@@ -132,7 +133,7 @@ async def resume_run(deps: Deps, command: ResumeRun) -> str:
                 run.pause_reason = None
                 run.error_message = None
                 run.last_progress_at = now()
-                deps.logger.run_event(session, run, site.account_id,
+                deps.logger.run_event(session, RunRef.of(run, site.account_id),
                                       f"Run resumed ({previous}) at stage {run.current_stage}")
                 add_events(session, RequestStage.for_stage(run.run_id, run.current_stage),
                            RunStateChanged(type="run.resumed", run_id=run.run_id, site_id=site.id,
@@ -162,8 +163,8 @@ async def fail_run_for_message(deps: Deps, payload: dict[str, object], reason: s
         run.error_message = message[:4000]
         run.completed_at = now()
         if stage:
-            deps.logger.log_stage_error(session, run, site.account_id, stage, message)
-        deps.logger.run_event(session, run, site.account_id, f"Run failed: {message}", level="ERROR")
+            deps.logger.log_stage_error(session, RunRef.of(run, site.account_id), stage, message)
+        deps.logger.run_event(session, RunRef.of(run, site.account_id), f"Run failed: {message}", level="ERROR")
         add_events(session, RunStateChanged(type="run.failed", run_id=run.run_id, site_id=site.id,
                                             status="failed", reason=message[:500]))
     deps.relay.wake()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.batches import lock_run, now
 from consumers.deps import Deps
+from shared.automation_logger import RunRef
 from shared.events import RunStateChanged, StageCompleted
 from shared.models import Content, RunStage
 from shared.outbox import add_events
@@ -41,12 +42,13 @@ async def complete_run(deps: Deps, run_id: str) -> None:
         run.status = "completed"
         run.completed_at = finished
         run.last_progress_at = finished
-        deps.logger.log_stage_start(session, run, site.account_id, STAGE, "review gate")
-        deps.logger.log_stage_progress(session, run, site.account_id, STAGE,
+        ref = RunRef.of(run, site.account_id)
+        deps.logger.log_stage_start(session, ref, STAGE, "review gate")
+        deps.logger.log_stage_progress(session, ref, STAGE,
                                        f"counted {len(ids)} content items with status 'review'")
-        deps.logger.log_stage_complete(session, run, site.account_id, STAGE,
+        deps.logger.log_stage_complete(session, ref, STAGE,
                                        f"{len(ids)} content items ready for review")
-        deps.logger.run_event(session, run, site.account_id,
+        deps.logger.run_event(session, ref,
                               f"Run completed: {run.total_credits_used} credits used")
         add_events(session, StageCompleted.for_stage(run.run_id, STAGE, result),
                    RunStateChanged(type="run.completed", run_id=run.run_id, site_id=site.id, status="completed"))

@@ -43,7 +43,8 @@ async def run_demo(settings: Settings, keywords: int, concurrency: int, timeout:
           f"{DEMO_CREDITS:,} credits", flush=True)
     fleet = ConsumerFleet(settings, concurrency=concurrency, log_dir=settings.log_dir / "processes")
     fleet.start_all()
-    print(f"started control and stage1..stage7 consumers (pids {', '.join(str(p.pid) for ps in fleet.processes.values() for p in ps)})", flush=True)
+    pids = ", ".join(str(p.pid) for replicas in fleet.processes.values() for p in replicas)
+    print(f"started control and stage1..stage7 as separate processes (pids {pids})", flush=True)
     started = time.monotonic()
     try:
         key = f"demo-{uuid.uuid4().hex}"

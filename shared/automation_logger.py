@@ -6,6 +6,7 @@ session commits, so a rolled-back batch leaves no line behind.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,20 @@ from sqlalchemy.orm import Session
 from shared.models import AutomationRun, RunLogLine
 
 _PENDING = "automation_log_pending"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Enough of a run to log about it (and to charge it) without loading the row."""
+
+    pk: int
+    run_id: str
+    site_id: int
+    account_id: int
+
+    @classmethod
+    def of(cls, run: AutomationRun, account_id: int) -> RunRef:
+        return cls(pk=run.id, run_id=run.run_id, site_id=run.site_id, account_id=account_id)
 
 
 def run_log_dir(log_root: Path, account_id: int, site_id: int, run_id: str) -> Path:
@@ -33,39 +48,33 @@ class AutomationLogger:
     def __init__(self, log_root: Path) -> None:
         self.log_root = log_root
 
-    def _line(self, session: AsyncSession, run: AutomationRun, account_id: int, stage: int, message: str,
-              level: str = "INFO") -> None:
-        session.add(RunLogLine(run_id=run.id, stage=stage, level=level, message=message))
+    def _line(self, session: AsyncSession, run: RunRef, stage: int, message: str, level: str = "INFO") -> None:
+        session.add(RunLogLine(run_id=run.pk, stage=stage, level=level, message=message))
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        folder = run_log_dir(self.log_root, account_id, run.site_id, run.run_id)
+        folder = run_log_dir(self.log_root, run.account_id, run.site_id, run.run_id)
         text = f"[{stamp}] {level} {message}\n"
         pending = session.sync_session.info.setdefault(_PENDING, [])
         pending.append((folder / log_file_name(0), text))
         if stage:
             pending.append((folder / log_file_name(stage), text))
 
-    def start_run(self, session: AsyncSession, run: AutomationRun, account_id: int, detail: str) -> None:
-        self._line(session, run, account_id, 0, f"Run {run.run_id} started ({run.trigger}): {detail}")
+    def start_run(self, session: AsyncSession, run: RunRef, trigger: str, detail: str) -> None:
+        self._line(session, run, 0, f"Run {run.run_id} started ({trigger}): {detail}")
 
-    def run_event(self, session: AsyncSession, run: AutomationRun, account_id: int, message: str,
-                  level: str = "INFO") -> None:
-        self._line(session, run, account_id, 0, message, level)
+    def run_event(self, session: AsyncSession, run: RunRef, message: str, level: str = "INFO") -> None:
+        self._line(session, run, 0, message, level)
 
-    def log_stage_start(self, session: AsyncSession, run: AutomationRun, account_id: int, stage: int,
-                        detail: str) -> None:
-        self._line(session, run, account_id, stage, f"Stage {stage} started: {detail}")
+    def log_stage_start(self, session: AsyncSession, run: RunRef, stage: int, detail: str) -> None:
+        self._line(session, run, stage, f"Stage {stage} started: {detail}")
 
-    def log_stage_progress(self, session: AsyncSession, run: AutomationRun, account_id: int, stage: int,
-                           detail: str) -> None:
-        self._line(session, run, account_id, stage, f"Stage {stage} progress: {detail}")
+    def log_stage_progress(self, session: AsyncSession, run: RunRef, stage: int, detail: str) -> None:
+        self._line(session, run, stage, f"Stage {stage} progress: {detail}")
 
-    def log_stage_complete(self, session: AsyncSession, run: AutomationRun, account_id: int, stage: int,
-                           detail: str) -> None:
-        self._line(session, run, account_id, stage, f"Stage {stage} completed: {detail}")
+    def log_stage_complete(self, session: AsyncSession, run: RunRef, stage: int, detail: str) -> None:
+        self._line(session, run, stage, f"Stage {stage} completed: {detail}")
 
-    def log_stage_error(self, session: AsyncSession, run: AutomationRun, account_id: int, stage: int,
-                        detail: str) -> None:
-        self._line(session, run, account_id, stage, f"Stage {stage} error: {detail}", level="ERROR")
+    def log_stage_error(self, session: AsyncSession, run: RunRef, stage: int, detail: str) -> None:
+        self._line(session, run, stage, f"Stage {stage} error: {detail}", level="ERROR")
 
 
 def _write_pending(session: Session) -> None:

@@ -7,11 +7,25 @@ import logging
 
 import typer
 
-from shared.settings import get_settings
+from pydantic import ValidationError
+
+from shared.settings import Settings
+from shared.settings import get_settings as _read_settings
 
 app = typer.Typer(help="Event-driven AI content automation pipeline.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+def get_settings() -> Settings:
+    """The settings, or a clear message naming each bad variable (and exit code 2)."""
+    try:
+        return _read_settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            name = "AUTOMATION_" + "_".join(str(part) for part in problem["loc"]).upper()
+            typer.echo(f"invalid setting {name}: {problem['msg']}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _logging(verbose: bool = False) -> None:

@@ -30,7 +30,7 @@ async def delete_topology(settings: Settings) -> None:
 
 
 @pytest.fixture(scope="module")
-async def e2e_settings(settings: Settings, sessions) -> AsyncIterator[Settings]:  # noqa: ANN001
+async def e2e_settings(settings: Settings, sessions) -> AsyncIterator[Settings]:
     own = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}{uuid.uuid4().hex[:4]}"})
     yield own
     await delete_topology(own)
@@ -47,7 +47,7 @@ async def wait_for(check: Callable[[], Awaitable[object]], timeout: float = 120.
 
 
 @pytest.fixture(scope="module")
-def fleet(e2e_settings: Settings, output_dir) -> Iterator[ConsumerFleet]:  # noqa: ANN001
+def fleet(e2e_settings: Settings, output_dir) -> Iterator[ConsumerFleet]:
     """control and stage1..stage7 as separate OS processes, two replicas of stages 4 and 6."""
     processes = ConsumerFleet(e2e_settings, concurrency=4, log_dir=output_dir / f"fleet-{e2e_settings.queue_prefix}")
     processes.start_all()

@@ -22,6 +22,10 @@ async def run_of(deps, site_id: int) -> AutomationRun:
                                       .order_by(AutomationRun.id.desc()))).first()
 
 
+# larger batches for the AI-heavy stages keep these tests quick; test_batch_sizes_hold covers the defaults
+QUICK = {"stage_4_batch_size": 4, "stage_5_batch_size": 4, "stage_6_batch_size": 8}
+
+
 def assert_complete_and_consistent(outcome: dict[str, int], starting_credits: int) -> None:
     assert outcome["keywords_eligible_left"] == 0
     assert outcome["content"] == outcome["tasks"] == outcome["ideas"] > 0
@@ -33,7 +37,7 @@ def assert_complete_and_consistent(outcome: dict[str, int], starting_credits: in
 
 
 async def test_full_run_reaches_the_review_gate(deps, make_site):
-    site = await make_site(keywords=60)
+    site = await make_site(keywords=60, **QUICK)
     bus = Bus(deps)
     await bus.send(StartRun(site_id=site.id))
     await bus.pump()
@@ -53,7 +57,7 @@ async def test_full_run_reaches_the_review_gate(deps, make_site):
 
 
 async def test_seed_queries_leave_ineligible_items_alone(deps, make_site):
-    site = await make_site(keywords=30)
+    site = await make_site(keywords=30, **QUICK)
     async with deps.sessions() as session, session.begin():
         disabled = (await session.scalars(select(Keyword.id).where(Keyword.site_id == site.id)
                                           .order_by(Keyword.id).limit(3))).all()
@@ -125,8 +129,8 @@ async def test_batch_sizes_hold(deps, make_site, provider):
 
 
 async def test_duplicated_batch_messages_change_nothing(deps, make_site):
-    clean_site = await make_site(keywords=40)
-    dup_site = await make_site(keywords=40)
+    clean_site = await make_site(keywords=40, **QUICK)
+    dup_site = await make_site(keywords=40, **QUICK)
     clean = Bus(deps)
     await clean.send(StartRun(site_id=clean_site.id))
     await clean.pump()
@@ -201,8 +205,8 @@ async def test_fifty_concurrent_starts_make_one_run(deps, make_site):
 
 
 async def test_pause_and_resume_give_the_totals_of_an_uninterrupted_run(deps, make_site):
-    straight_site = await make_site(keywords=40)
-    paused_site = await make_site(keywords=40)
+    straight_site = await make_site(keywords=40, **QUICK)
+    paused_site = await make_site(keywords=40, **QUICK)
     straight = Bus(deps)
     await straight.send(StartRun(site_id=straight_site.id))
     await straight.pump()

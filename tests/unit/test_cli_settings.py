@@ -1,0 +1,23 @@
+"""Bad configuration gets a clear error naming the variable, and nothing runs."""
+
+from typer.testing import CliRunner
+
+from shared import settings as settings_module
+from shared.cli import app
+
+
+def test_invalid_settings_are_named_and_exit_2(monkeypatch):
+    settings_module.get_settings.cache_clear()
+    monkeypatch.setenv("AUTOMATION_DATABASE_URL", "mysql://somewhere/db")
+    monkeypatch.setenv("AUTOMATION_CONCURRENCY", "lots")
+    result = CliRunner().invoke(app, ["db", "upgrade"])
+    settings_module.get_settings.cache_clear()
+    assert result.exit_code == 2
+    assert "invalid setting AUTOMATION_DATABASE_URL: Value error, must be a postgresql+asyncpg:// URL" in result.output
+    assert "invalid setting AUTOMATION_CONCURRENCY" in result.output
+
+
+def test_unknown_consumer_process_is_refused():
+    result = CliRunner().invoke(app, ["consume", "stage9"])
+    assert result.exit_code == 2
+    assert "expected one of control, stage1" in result.output
