@@ -22,6 +22,7 @@ from consumers.batches import process_batch
 from consumers.deps import Deps
 from consumers.registry import STAGE_WORK
 from consumers.stage7_review import complete_run
+from consumers.watchdog import watch_forever
 from shared.ai import make_provider
 from shared.automation_logger import AutomationLogger
 from shared.db import make_engine, make_sessionmaker
@@ -113,11 +114,15 @@ def build_app(process: str, settings: Settings, concurrency: int | None = None) 
                           provider=make_provider(settings), relay=relay,
                           worker_id=f"{process}@{socket.gethostname()}:{os.getpid()}")
         router.on_exhausted = lambda payload, reason: run_control.fail_run_for_message(state.ready, payload, reason)
+        router.on_retry = lambda payload, attempt, delay, reason: run_control.log_retry(
+            state.ready, payload, attempt, delay, reason)
 
     @app.after_startup
     async def start_relay() -> None:
         await declare_topology(broker, topology)
         state.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+        if process == "control":
+            state.tasks.append(asyncio.create_task(watch_forever(state.ready), name="watchdog"))
         log.info("%s consuming (concurrency %d)", process, concurrency)
 
     @app.after_shutdown

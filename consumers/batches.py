@@ -8,10 +8,11 @@ stage counters and, for the stage's last batch, the stage result and `stage.N.co
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, or_, select, text, update
@@ -229,11 +230,31 @@ async def pause_for_credits(deps: Deps, claim: Claim, error: InsufficientCredits
     deps.relay.wake()
 
 
+async def keep_lease(deps: Deps, claim: Claim) -> None:
+    """Renew the claim's lease while the batch is worked on, so a short lease is safe for long
+    AI calls and a dead consumer's batch is handed out again soon (by the watchdog)."""
+    lease = deps.settings.batch_lease_seconds
+    while True:
+        await asyncio.sleep(lease / 3)
+        try:
+            async with deps.sessions() as session, session.begin():
+                await relaxed_commit(session)
+                renewed = await session.execute(
+                    update(StageBatch).where(StageBatch.id == claim.batch_id, StageBatch.claim_token == claim.token,
+                                             StageBatch.status == "claimed")
+                    .values(lease_expires_at=now() + timedelta(seconds=lease)))
+            if renewed.rowcount == 0:  # type: ignore[attr-defined]
+                return
+        except Exception:  # database away for a moment: the next renewal tries again
+            log.warning("could not renew the lease of batch %s", claim.batch_id, exc_info=True)
+
+
 async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork) -> None:
     """Claim, load, call the AI, finish. Errors hand the batch back and go to the retry path."""
     claim = await claim_batch(deps, command)
     if claim is None:
         return
+    heartbeat = asyncio.create_task(keep_lease(deps, claim))
     try:
         async with deps.sessions() as session:
             inputs = await work.load(session, claim.ctx.site_id, claim.item_ids)
@@ -244,3 +265,5 @@ async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork) -> N
     except Exception as error:
         await release_claim(deps, claim, f"{type(error).__name__}: {error}")
         raise
+    finally:
+        heartbeat.cancel()

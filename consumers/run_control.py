@@ -168,3 +168,19 @@ async def fail_run_for_message(deps: Deps, payload: dict[str, object], reason: s
         add_events(session, RunStateChanged(type="run.failed", run_id=run.run_id, site_id=site.id,
                                             status="failed", reason=message[:500]))
     deps.relay.wake()
+
+
+async def log_retry(deps: Deps, payload: dict[str, object], attempt: int, delay: float, reason: str) -> None:
+    """Write a failed attempt and its backoff into the run's log, so editors see it."""
+    run_id, kind = payload.get("run_id"), str(payload.get("type", ""))
+    if not isinstance(run_id, str) or not kind.startswith("stage."):
+        return
+    stage = int(kind.split(".")[1])
+    async with deps.sessions() as session, session.begin():
+        row = (await session.execute(select(AutomationRun, Site.account_id).join(Site, Site.id == AutomationRun.site_id)
+                                     .where(AutomationRun.run_id == run_id))).first()
+        if row is None:
+            return
+        where = f"batch {payload['batch_id']}" if "batch_id" in payload else "planning"
+        deps.logger.log_stage_error(session, RunRef.of(row[0], row[1]), stage,
+                                    f"{where} attempt {attempt} failed ({reason}); retrying in {delay:.1f}s")

@@ -27,6 +27,7 @@ from shared.topology import ATTEMPT_HEADER, RETRY_TIER_HEADER, Topology
 log = logging.getLogger("automation.messaging")
 
 ExhaustedHook = Callable[[dict[str, Any], str], Awaitable[None]]
+RetryHook = Callable[[dict[str, Any], int, float, str], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
@@ -54,6 +55,7 @@ class FailureRouter:
         self.topology = topology
         self.broker: RabbitBroker | None = None
         self.on_exhausted: ExhaustedHook | None = None
+        self.on_retry: RetryHook | None = None
 
     def backoff_seconds(self, attempt: int) -> tuple[int, float]:
         """(delay tier, jittered seconds) for the retry after `attempt` failed tries."""
@@ -77,11 +79,7 @@ class FailureRouter:
         if attempt >= self.settings.max_attempts:
             await self.dead_letter(message, f"gave up after {attempt} attempts: {reason}")
             if self.on_exhausted is not None:
-                try:
-                    payload = json.loads(message.body)
-                except ValueError:
-                    payload = {}
-                await self.on_exhausted(payload, f"gave up after {attempt} attempts: {reason}")
+                await self.on_exhausted(_payload(message), f"gave up after {attempt} attempts: {reason}")
             return
         tier, delay = self.backoff_seconds(attempt)
         headers = dict(message.headers or {})
@@ -92,6 +90,19 @@ class FailureRouter:
                                   expiration=delay)
         log.warning("attempt %d of %s (%s) failed, retry in %.1fs: %s", attempt, message.message_id,
                     message.routing_key, delay, reason)
+        if self.on_retry is not None:
+            try:
+                await self.on_retry(_payload(message), attempt, delay, reason)
+            except Exception:  # the retry is scheduled; a log line is not worth failing it
+                log.warning("could not record the retry in the run log", exc_info=True)
+
+
+def _payload(message: AbstractIncomingMessage) -> dict[str, Any]:
+    try:
+        payload = json.loads(message.body)
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def failure_middleware(router: FailureRouter) -> type[BaseMiddleware]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
-
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -27,13 +26,23 @@ class Settings(BaseSettings):
     log_dir: Path = Field(Path("logs/automation"), description="Root of the per-run log files.")
     media_dir: Path = Field(Path("media"), description="Where generated images are written.")
     media_url: str = Field("/media", description="URL prefix under which media_dir is served.")
-    ai_provider: Literal["local", "simulated"] = Field("local", description="AI backend.")
+    ai_provider: str = Field(
+        "local",
+        description="AI backend: local (offline), simulated (benchmarks), or module:factory for a plugin "
+        "(a callable taking the settings and returning a provider).",
+    )
     ai_latency_ms: int = Field(0, ge=0, description="Latency of the simulated provider, per call.")
     image_width: int = Field(512, ge=16, le=4096)
     image_height: int = Field(288, ge=16, le=4096)
     concurrency: int = Field(4, ge=1, le=256, description="Default messages in flight per consumer.")
     outbox_poll_seconds: float = Field(1.0, gt=0, description="How often unsent outbox rows are swept.")
-    batch_lease_seconds: int = Field(600, ge=5, description="How long a claimed batch is reserved.")
+    batch_lease_seconds: int = Field(
+        60, ge=3, description="How long a claim lasts without renewal; consumers renew it every third of it."
+    )
+    watchdog_interval_seconds: float = Field(5.0, gt=0, description="How often the watchdog looks.")
+    stale_run_seconds: int = Field(
+        6 * 3600, ge=10, description="A running run without progress for this long is failed (the seed's lock timeout)."
+    )
     max_attempts: int = Field(5, ge=1, le=50, description="Tries of a batch on transient errors.")
     retry_base_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles each try.")
     credit_buffer: float = Field(1.2, ge=1.0, description="A run starts only if balance >= estimate x this.")
@@ -43,6 +52,13 @@ class Settings(BaseSettings):
     def _asyncpg_only(cls, value: str) -> str:
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("must be a postgresql+asyncpg:// URL")
+        return value
+
+    @field_validator("ai_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in ("local", "simulated") and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("must be local, simulated, or module:factory")
         return value
 
     @field_validator("amqp_url")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+
 from shared.ai.base import AIProvider
 from shared.settings import Settings
 
 
 def make_provider(settings: Settings) -> AIProvider:
     """The configured backend; the pipeline never knows which one it has."""
+    if ":" in settings.ai_provider:
+        module_name, factory = settings.ai_provider.split(":")
+        return getattr(importlib.import_module(module_name), factory)(settings)  # type: ignore[no-any-return]
     if settings.ai_provider == "simulated":
         from shared.ai.simulated import SimulatedProvider
 

@@ -1,0 +1,79 @@
+"""The watchdog, run by the control process: recovers batches whose consumer died and fails
+runs that stopped making progress. Every action is written to the run's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from consumers.batches import now
+from consumers.deps import Deps
+from shared.automation_logger import RunRef
+from shared.events import ProcessBatch, RunStateChanged
+from shared.models import AutomationRun, Site, StageBatch
+from shared.outbox import add_events
+
+log = logging.getLogger("automation.watchdog")
+
+
+async def reissue_expired_batches(deps: Deps) -> int:
+    """Hand out again every batch whose claim expired (its consumer died or hung)."""
+    async with deps.sessions() as session, session.begin():
+        expired = (await session.execute(
+            select(StageBatch.id, StageBatch.stage, StageBatch.seq, StageBatch.claimed_by, AutomationRun,
+                   Site.account_id)
+            .join(AutomationRun, AutomationRun.id == StageBatch.run_id).join(Site, Site.id == AutomationRun.site_id)
+            .where(StageBatch.status == "claimed", StageBatch.lease_expires_at < now(),
+                   AutomationRun.status == "running")
+            .with_for_update(of=StageBatch, skip_locked=True))).all()
+        for batch_id, stage, seq, holder, run, account_id in expired:
+            await session.execute(update(StageBatch).where(StageBatch.id == batch_id).values(
+                status="pending", claim_token=None, lease_expires_at=None, error=f"lease of {holder} expired"))
+            add_events(session, ProcessBatch.for_stage(run.run_id, stage, batch_id))
+            deps.logger.log_stage_progress(
+                session, RunRef.of(run, account_id), stage,
+                f"watchdog: batch {seq + 1} re-issued, the lease of {holder} expired")
+    if expired:
+        deps.relay.wake()
+        log.warning("re-issued %d batches with expired leases", len(expired))
+    return len(expired)
+
+
+async def fail_stale_runs(deps: Deps) -> int:
+    """Fail running runs without progress for `stale_run_seconds`, releasing the site's lock."""
+    limit = deps.settings.stale_run_seconds
+    async with deps.sessions() as session, session.begin():
+        stale = (await session.execute(
+            select(AutomationRun, Site.account_id).join(Site, Site.id == AutomationRun.site_id)
+            .where(AutomationRun.status == "running",
+                   AutomationRun.last_progress_at < now() - timedelta(seconds=limit))
+            .with_for_update(of=AutomationRun, skip_locked=True))).all()
+        for run, account_id in stale:
+            message = f"watchdog: no progress for {limit} s at stage {run.current_stage}; run failed"
+            run.status = "failed"
+            run.error_message = message
+            run.completed_at = now()
+            deps.logger.run_event(session, RunRef.of(run, account_id), message, level="ERROR")
+            add_events(session, RunStateChanged(type="run.failed", run_id=run.run_id, site_id=run.site_id,
+                                                status="failed", reason=message))
+    if stale:
+        deps.relay.wake()
+        log.error("failed %d stale runs", len(stale))
+    return len(stale)
+
+
+async def watch_forever(deps: Deps) -> None:
+    """One pass every `watchdog_interval_seconds`; a failed pass is logged and retried."""
+    while True:
+        await asyncio.sleep(deps.settings.watchdog_interval_seconds)
+        try:
+            await reissue_expired_batches(deps)
+            await fail_stale_runs(deps)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("watchdog pass failed; will retry")
