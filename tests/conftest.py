@@ -75,14 +75,18 @@ SiteFactory = Callable[..., Awaitable[Site]]
 def site_factory(sessions: async_sessionmaker[AsyncSession]) -> SiteFactory:
     """`await make_site(keywords=40, credits=100_000, **config)`: a fresh account and site."""
 
-    async def factory(keywords: int = 40, credits: int = 100_000, **config: object) -> Site:
+    async def factory(keywords: int = 40, credits: int = 100_000, synthetic: bool = False, **config: object) -> Site:
+        """Demo keywords (realistic topics), or `synthetic` ones: groups of 8 sharing a head, which the
+        simulated provider clusters together (small, predictable runs for the resilience tests)."""
+        from bench.pipeline import synthetic_keywords
         from shared.demo_data import demo_keywords, keyword_volume
 
+        pairs = synthetic_keywords(keywords) if synthetic else [(k, keyword_volume(k)) for k, _ in demo_keywords(keywords)]
         name = uuid.uuid4().hex[:10]
         async with sessions() as session, session.begin():
             account = await create_account(session, f"acct-{name}", credits)
             site = await create_site(session, account, f"site-{name}", **config)
-            await add_keywords(session, site, [(k, keyword_volume(k)) for k, _ in demo_keywords(keywords)])
+            await add_keywords(session, site, pairs)
         return site
 
     return factory

@@ -1,0 +1,35 @@
+"""A provider plugin for fault-injection tests (`AUTOMATION_AI_PROVIDER=tests.fakes:faulty`).
+
+It behaves like the simulated provider, except that content generation (stage 4) fails as
+`<media_dir>/faults.json` says: {"fail_first": n} fails the first n calls for each idea in
+this process, {"always": true} fails every call. Tests change the file while the consumers run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from shared.ai.base import ArticleOut, IdeaIn, TransientAIError
+from shared.ai.simulated import SimulatedProvider
+from shared.settings import Settings
+
+
+class FaultyProvider(SimulatedProvider):
+    name = "faulty"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.ai_latency_ms)
+        self.control_file = settings.media_dir / "faults.json"
+        self.calls: Counter[int] = Counter()
+
+    async def generate_content(self, idea: IdeaIn) -> ArticleOut:
+        faults = json.loads(self.control_file.read_text()) if self.control_file.exists() else {}
+        self.calls[idea.id] += 1
+        if faults.get("always") or self.calls[idea.id] <= int(faults.get("fail_first", 0)):
+            raise TransientAIError(f"provider unavailable (HTTP 503) on call {self.calls[idea.id]}")
+        return await super().generate_content(idea)
+
+
+def faulty(settings: Settings) -> FaultyProvider:
+    return FaultyProvider(settings)
