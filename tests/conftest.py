@@ -81,7 +81,8 @@ def site_factory(sessions: async_sessionmaker[AsyncSession]) -> SiteFactory:
         from bench.pipeline import synthetic_keywords
         from shared.demo_data import demo_keywords, keyword_volume
 
-        pairs = synthetic_keywords(keywords) if synthetic else [(k, keyword_volume(k)) for k, _ in demo_keywords(keywords)]
+        pairs = synthetic_keywords(keywords) if synthetic else [
+            (k, keyword_volume(k)) for k, _ in demo_keywords(keywords)]
         name = uuid.uuid4().hex[:10]
         async with sessions() as session, session.begin():
             account = await create_account(session, f"acct-{name}", credits)
