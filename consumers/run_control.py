@@ -19,7 +19,7 @@ from consumers.deps import Deps
 from consumers.registry import estimate_for_site
 from shared.automation_logger import RunRef
 from shared.events import PauseRun, RequestStage, ResumeRun, RunRejected, RunStateChanged, StartRun
-from shared.models import ACTIVE_RUN_STATUSES, Account, AutomationConfig, AutomationRun, Site
+from shared.models import ACTIVE_RUN_STATUSES, Account, AutomationConfig, AutomationRun, RunRejection, Site
 from shared.outbox import add_events
 
 log = logging.getLogger("automation.control")
@@ -43,6 +43,8 @@ async def _reject(deps: Deps, command: StartRun, reason: str, **details: int | s
                            **details)  # type: ignore[arg-type]
     async with deps.sessions() as session, session.begin():
         add_events(session, rejected)
+        session.add(RunRejection(site_id=command.site_id, idempotency_key=command.idempotency_key, reason=reason,
+                                 details={k: v for k, v in details.items() if v is not None}))
     deps.relay.wake()
     log.warning("run.start for site %s rejected: %s", command.site_id, reason)
     return rejected

@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 import typer
-
 from pydantic import ValidationError
 
 from shared.settings import Settings
@@ -82,6 +81,94 @@ def bench(
 
     _logging()
     raise typer.Exit(asyncio.run(run_bench(get_settings(), keywords, concurrency, latency_ms)))
+
+
+@app.command()
+def api(host: str = typer.Option("0.0.0.0"), port: int = typer.Option(8000, min=1, max=65535)) -> None:
+    """Serve the HTTP API (/api/v1/automation/, /docs, /asyncapi.json)."""
+    import uvicorn
+
+    from producers.api.app import create_app
+
+    _logging()
+    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info")
+
+
+account_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+site_app = typer.Typer(help="Sites and their keywords.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(site_app, name="site")
+
+
+async def _in_session(work):  # type: ignore[no-untyped-def]
+    from shared.db import make_engine, make_sessionmaker
+
+    engine = make_engine(get_settings(), pool_size=1)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+@account_app.command("create")
+def account_create(name: str, credits: int = typer.Option(0, min=0, help="Initial credits.")) -> None:
+    """Create an account; prints its id."""
+    from shared.accounts import create_account
+
+    account = asyncio.run(_in_session(lambda session: create_account(session, name, credits)))
+    typer.echo(f"account {account.id} ({name}) created with {credits} credits")
+
+
+@account_app.command("credit")
+def account_credit(account_id: int, amount: int = typer.Argument(..., min=1)) -> None:
+    """Add credits to an account."""
+    from shared.credits import grant
+
+    balance = asyncio.run(_in_session(lambda session: grant(session, account_id, amount, "top-up (cli)")))
+    typer.echo(f"account {account_id} balance: {balance}")
+
+
+@apikey_app.command("create")
+def apikey_create(account_id: int = typer.Option(..., "--account"), name: str = "default") -> None:
+    """Create an API key for an account; the key is printed once and stored hashed."""
+    from shared.api_keys import create_api_key
+
+    try:
+        key = asyncio.run(_in_session(lambda session: create_api_key(session, account_id, name)))
+    except LookupError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(key)
+
+
+@site_app.command("create")
+def site_create(account_id: int = typer.Option(..., "--account"), name: str = typer.Option(...),
+                timezone: str = typer.Option("UTC"),
+                keywords: typer.FileText = typer.Option(None, help="A file with one keyword per line.")) -> None:
+    """Create a site (with its automation config) and optionally load keywords."""
+    from zoneinfo import ZoneInfo, available_timezones
+
+    from shared.accounts import add_keywords, create_site
+    from shared.models import Account
+
+    if timezone not in available_timezones():
+        raise typer.BadParameter(f"unknown IANA timezone {timezone!r}", param_hint="--timezone")
+    ZoneInfo(timezone)
+    lines = [line.strip() for line in keywords] if keywords else []
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        account = await session.get(Account, account_id)
+        if account is None:
+            raise typer.BadParameter(f"unknown account {account_id}", param_hint="--account")
+        site = await create_site(session, account, name, timezone)
+        added = await add_keywords(session, site, [(k, 0) for k in lines if k])
+        return site, added
+
+    site, added = asyncio.run(_in_session(work))
+    typer.echo(f"site {site.id} ({name}) created with {added} keywords")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""Composition root of the API process (`automation api`): FastAPI over the database and broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.specification import AsyncAPI
+
+from producers.api.routes import router
+from producers.client import AutomationClient
+from shared.db import make_engine, make_sessionmaker
+from shared.settings import Settings
+
+
+def asyncapi_document(settings: Settings) -> dict[str, Any]:
+    """The event contract as AsyncAPI 3: every consumer's queue and the messages it takes."""
+    from consumers.app import ProcessState, subscribe_control, subscribe_stage
+    from shared.messaging import make_broker
+    from shared.topology import Topology
+
+    broker = make_broker(settings, description="Automation pipeline event contract")
+    topology = Topology.from_settings(settings)
+    state = ProcessState()
+    subscribe_control(broker, topology, state, 1)
+    for stage in range(1, 8):
+        subscribe_stage(broker, topology, state, stage, 1)
+    schema = AsyncAPI(broker, title="Automation pipeline events", version="1.0.0",
+                      description=f"Commands and events on the topic exchange {topology.exchange.name}.")
+    return schema.to_specification().model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        app.state.settings = settings
+        app.state.sessions = make_sessionmaker(engine)
+        async with AutomationClient(settings) as client:
+            app.state.client = client
+            yield
+        await engine.dispose()
+
+    app = FastAPI(title="Automation pipeline API", version="1.0.0", lifespan=lifespan,
+                  description="Run control, configuration, history and logs of the automation pipeline. "
+                              "Every request needs an account API key in the X-API-Key header.")
+    app.include_router(router)
+    contract = asyncapi_document(settings)
+
+    @app.get("/asyncapi.json", tags=["contract"], summary="The AsyncAPI document of the event contract")
+    async def asyncapi() -> dict[str, Any]:
+        return contract
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,83 @@
+"""Reads behind the API: every lookup is scoped to the caller's account (others' ids are 'not found')."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from producers.api.schemas import ConfigOut, RunDetail, RunOut, StageProgress
+from producers.progress import STAGE_NAMES
+from shared.models import ACTIVE_RUN_STATUSES, AutomationConfig, AutomationRun, RunLogLine, RunStage, Site
+
+
+async def owned_site(session: AsyncSession, account_id: int, site_id: int) -> Site | None:
+    return await session.scalar(select(Site).where(Site.id == site_id, Site.account_id == account_id))
+
+
+async def owned_run(session: AsyncSession, account_id: int, run_id: str) -> AutomationRun | None:
+    return await session.scalar(select(AutomationRun).join(Site, Site.id == AutomationRun.site_id)
+                                .where(AutomationRun.run_id == run_id, Site.account_id == account_id))
+
+
+def config_out(site: Site, config: AutomationConfig) -> ConfigOut:
+    return ConfigOut(
+        site_id=site.id, is_enabled=config.is_enabled, frequency=config.frequency,  # type: ignore[arg-type]
+        scheduled_time=config.scheduled_time.strftime("%H:%M"), timezone=site.timezone,
+        last_run_at=config.last_run_at, next_run_at=config.next_run_at,
+        **{f"stage_{n}_batch_size": config.batch_size(n) for n in range(1, 7)})
+
+
+def run_out(run: AutomationRun) -> RunOut:
+    return RunOut.model_validate(run, from_attributes=True)
+
+
+async def run_detail(session: AsyncSession, run: AutomationRun) -> RunDetail:
+    rows = {s.stage: s for s in (await session.scalars(select(RunStage).where(RunStage.run_id == run.id))).all()}
+    stages = []
+    for number in range(1, 8):
+        row = rows.get(number)
+        if row is None:
+            status = "pending"
+        elif row.status == "completed":
+            status = "completed"
+        else:
+            status = "failed" if run.status == "failed" else "active"
+        stages.append(StageProgress(
+            stage=number, name=STAGE_NAMES[number], status=status,  # type: ignore[arg-type]
+            batches_done=row.batches_done if row else 0, batches_total=row.batches_total if row else 0,
+            items_in=row.items_in if row else 0, items_out=row.items_out if row else 0,
+            credits=row.credits if row else 0, result=run.stage_result(number)))
+    return RunDetail(**run_out(run).model_dump(), stages=stages)
+
+
+async def active_run(session: AsyncSession, site_id: int) -> AutomationRun | None:
+    return await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site_id,
+                                                            AutomationRun.status.in_(ACTIVE_RUN_STATUSES)))
+
+
+async def history(session: AsyncSession, site_id: int, *, status: str | None, trigger: str | None,
+                  date_from: date | None, date_to: date | None, limit: int = 20) -> list[AutomationRun]:
+    query = select(AutomationRun).where(AutomationRun.site_id == site_id)
+    if status:
+        query = query.where(AutomationRun.status == status)
+    if trigger:
+        query = query.where(AutomationRun.trigger == trigger)
+    if date_from:
+        query = query.where(AutomationRun.started_at >= datetime.combine(date_from, time.min, tzinfo=UTC))
+    if date_to:
+        query = query.where(AutomationRun.started_at < datetime.combine(date_to + timedelta(days=1), time.min,
+                                                                        tzinfo=UTC))
+    return list((await session.scalars(query.order_by(AutomationRun.started_at.desc(), AutomationRun.id.desc())
+                                       .limit(limit))).all())
+
+
+async def log_tail(session: AsyncSession, run: AutomationRun, lines: int, stage: int | None) -> list[str]:
+    """The last `lines` lines of the run's main log, or of one stage's log."""
+    query: Any = select(RunLogLine).where(RunLogLine.run_id == run.id)
+    if stage:
+        query = query.where(RunLogLine.stage == stage)
+    rows = (await session.scalars(query.order_by(RunLogLine.id.desc()).limit(lines))).all()
+    return [f"[{r.created_at:%Y-%m-%d %H:%M:%S}] {r.level} {r.message}" for r in reversed(rows)]

@@ -1,0 +1,255 @@
+"""The seed's nine endpoints under /api/v1/automation/, plus credits and run detail.
+
+Write endpoints publish commands (the pipeline does the work); reads come from the database.
+Every id is checked against the caller's account: another account's site or run is a 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time as clock
+import uuid
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consumers.registry import estimate_for_site
+from producers.api import queries
+from producers.api.auth import current_account, request_session
+from producers.api.schemas import (
+    ConfigOut,
+    ConfigUpdate,
+    Credits,
+    CurrentRun,
+    Estimate,
+    History,
+    LogLines,
+    Refusal,
+    RunAccepted,
+    RunDetail,
+    RunOut,
+)
+from producers.client import AutomationClient
+from shared.events import PauseRun, ResumeRun, StartRun
+from shared.models import Account, AutomationConfig, AutomationRun, RunRejection, Site
+from shared.schedule import next_run_at
+from shared.settings import Settings
+
+router = APIRouter(prefix="/api/v1/automation", tags=["automation"])
+WAIT_FOR_RUN_SECONDS = 10.0
+WAIT_FOR_STATE_SECONDS = 5.0
+
+SiteId = Annotated[int, Query(ge=1, le=2**31 - 1, description="The site's id.")]
+RunId = Annotated[str, Query(min_length=1, max_length=64, description="The run's id.")]
+AccountDep = Annotated[Account, Depends(current_account)]
+LOG_LINE_CHOICES = (50, 100, 200, 500)
+
+
+def _log_line_choice(value: int) -> int:
+    if value not in LOG_LINE_CHOICES:
+        raise ValueError(f"must be one of {', '.join(map(str, LOG_LINE_CHOICES))}")
+    return value
+
+
+LogLineCount = Annotated[int, AfterValidator(_log_line_choice),
+                         Query(description="How many of the last lines: 50, 100, 200 or 500.")]
+
+
+SessionDep = Annotated[AsyncSession, Depends(request_session)]
+
+
+def client_of(request: Request) -> AutomationClient:
+    return request.app.state.client  # type: ignore[no-any-return]
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def site_or_404(session: AsyncSession, account: Account, site_id: int) -> Site:
+    site = await queries.owned_site(session, account.id, site_id)
+    if site is None:
+        raise HTTPException(404, f"site {site_id} not found")
+    return site
+
+
+async def run_or_404(session: AsyncSession, account: Account, run_id: str) -> AutomationRun:
+    run = await queries.owned_run(session, account.id, run_id)
+    if run is None:
+        raise HTTPException(404, f"run {run_id} not found")
+    return run
+
+
+async def config_of(session: AsyncSession, site: Site) -> AutomationConfig:
+    config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site.id))
+    if config is None:
+        config = AutomationConfig(site_id=site.id, is_enabled=False, frequency="daily", scheduled_time=time(2, 0),
+                                  **{f"stage_{n}_batch_size": s for n, s in {1: 20, 2: 1, 3: 20, 4: 1, 5: 1,
+                                                                              6: 1}.items()})
+        session.add(config)
+        await session.flush()
+    return config
+
+
+@router.get("/config/", response_model=ConfigOut, responses={404: {"model": Refusal}})
+async def get_config(site_id: SiteId, account: AccountDep, session: SessionDep) -> ConfigOut:
+    site = await site_or_404(session, account, site_id)
+    config = await config_of(session, site)
+    await session.commit()
+    return queries.config_out(site, config)
+
+
+@router.put("/update_config/", response_model=ConfigOut, responses={404: {"model": Refusal}})
+async def update_config(site_id: SiteId, update: ConfigUpdate, account: AccountDep, session: SessionDep) -> ConfigOut:
+    site = await site_or_404(session, account, site_id)
+    config = await config_of(session, site)
+    changes = update.model_dump(exclude_none=True)
+    if "timezone" in changes:
+        site.timezone = changes.pop("timezone")
+    if "scheduled_time" in changes:
+        hours, minutes = changes.pop("scheduled_time").split(":")
+        config.scheduled_time = time(int(hours), int(minutes))
+    for field, value in changes.items():
+        setattr(config, field, value)
+    config.next_run_at = (next_run_at(config.frequency, config.scheduled_time, site.timezone, datetime.now(UTC))
+                          if config.is_enabled else None)
+    await session.commit()
+    return queries.config_out(site, config)
+
+
+@router.post("/run_now/", status_code=202, response_model=RunAccepted,
+             responses={402: {"model": Refusal}, 404: {"model": Refusal}, 409: {"model": Refusal}})
+async def run_now(site_id: SiteId, request: Request, account: AccountDep, session: SessionDep
+                  ) -> RunAccepted | JSONResponse:
+    site = await site_or_404(session, account, site_id)
+    refusal = await _start_refusal(session, site, account, settings_of(request).credit_buffer)
+    await session.commit()  # end the read transaction (keeps loaded objects usable)
+    if refusal is not None:
+        return refusal
+    key = f"api-{uuid.uuid4().hex}"
+    await client_of(request).send(StartRun(site_id=site.id, trigger="manual", requested_by=f"api:account-{account.id}",
+                                           idempotency_key=key))
+    deadline = clock.monotonic() + WAIT_FOR_RUN_SECONDS
+    while clock.monotonic() < deadline:
+        run = await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site.id,
+                                                               AutomationRun.idempotency_key == key))
+        if run is not None:
+            return RunAccepted(run_id=run.run_id, status=run.status, idempotency_key=key)
+        rejection = await session.scalar(select(RunRejection).where(RunRejection.site_id == site.id,
+                                                                    RunRejection.idempotency_key == key))
+        if rejection is not None:
+            return _refusal_from(rejection.reason, rejection.details, settings_of(request).credit_buffer)
+        await session.commit()
+        await asyncio.sleep(0.1)
+    return RunAccepted(run_id=None, status="accepted", idempotency_key=key)
+
+
+async def _start_refusal(session: AsyncSession, site: Site, account: Account, buffer: float) -> JSONResponse | None:
+    active = await queries.active_run(session, site.id)
+    if active is not None:
+        return JSONResponse(status_code=409, content=Refusal(detail="site has an active run",
+                                                             active_run_id=active.run_id).model_dump())
+    estimate = await estimate_for_site(session, site.id)
+    required = estimate.required(buffer)
+    if account.credits_balance < required:
+        return JSONResponse(status_code=402, content=Refusal(
+            detail="insufficient credits", estimate=estimate.total, buffer=round(buffer - 1, 4), required=required,
+            balance=account.credits_balance).model_dump())
+    return None
+
+
+def _refusal_from(reason: str, details: dict[str, object], buffer: float) -> JSONResponse:
+    if reason.startswith("insufficient credits"):
+        return JSONResponse(status_code=402, content=Refusal(detail=reason, buffer=round(buffer - 1, 4),
+                                                             **details).model_dump())  # type: ignore[arg-type]
+    return JSONResponse(status_code=409, content=Refusal(detail=reason, **details).model_dump())  # type: ignore[arg-type]
+
+
+@router.get("/current_run/", response_model=CurrentRun, responses={404: {"model": Refusal}})
+async def current_run(site_id: SiteId, account: AccountDep, session: SessionDep) -> CurrentRun:
+    site = await site_or_404(session, account, site_id)
+    run = await queries.active_run(session, site.id)
+    return CurrentRun(run=await queries.run_detail(session, run) if run else None)
+
+
+async def _wait_for_state(session: AsyncSession, run: AutomationRun, target: str) -> AutomationRun:
+    deadline = clock.monotonic() + WAIT_FOR_STATE_SECONDS
+    while clock.monotonic() < deadline:
+        await session.commit()
+        fresh = await session.scalar(select(AutomationRun).where(AutomationRun.id == run.id)
+                                     .execution_options(populate_existing=True))
+        if fresh is not None and fresh.status == target:
+            return fresh
+        await asyncio.sleep(0.1)
+    return run
+
+
+@router.post("/pause/", response_model=RunOut, responses={404: {"model": Refusal}, 409: {"model": Refusal}})
+async def pause(run_id: RunId, request: Request, account: AccountDep, session: SessionDep) -> RunOut | JSONResponse:
+    run = await run_or_404(session, account, run_id)
+    if run.status != "running":
+        return JSONResponse(status_code=409, content=Refusal(detail=f"run is {run.status}").model_dump())
+    await client_of(request).send(PauseRun(run_id=run.run_id, reason=f"paused by account {account.id}"))
+    return queries.run_out(await _wait_for_state(session, run, "paused"))
+
+
+@router.post("/resume/", response_model=RunOut, responses={404: {"model": Refusal}, 409: {"model": Refusal}})
+async def resume(run_id: RunId, request: Request, account: AccountDep, session: SessionDep) -> RunOut | JSONResponse:
+    run = await run_or_404(session, account, run_id)
+    if run.status not in ("paused", "failed"):
+        return JSONResponse(status_code=409, content=Refusal(detail=f"run is {run.status}").model_dump())
+    if run.status == "failed" and (active := await queries.active_run(session, run.site_id)) is not None:
+        return JSONResponse(status_code=409, content=Refusal(detail="site has an active run",
+                                                             active_run_id=active.run_id).model_dump())
+    await client_of(request).send(ResumeRun(run_id=run.run_id))
+    return queries.run_out(await _wait_for_state(session, run, "running"))
+
+
+@router.get("/history/", response_model=History, responses={404: {"model": Refusal}})
+async def history(site_id: SiteId, account: AccountDep, session: SessionDep,
+                  status: Literal["running", "paused", "completed", "failed"] | None = None,
+                  trigger: Literal["manual", "scheduled"] | None = None,
+                  date_from: date | None = None, date_to: date | None = None) -> History:
+    site = await site_or_404(session, account, site_id)
+    runs = await queries.history(session, site.id, status=status, trigger=trigger, date_from=date_from,
+                                 date_to=date_to)
+    return History(runs=[queries.run_out(r) for r in runs])
+
+
+@router.get("/logs/", response_model=LogLines, responses={404: {"model": Refusal}})
+async def logs(run_id: RunId, account: AccountDep, session: SessionDep,
+               lines: LogLineCount = 100,
+               stage: Annotated[int | None, Query(ge=1, le=7, description="One stage's log only.")] = None
+               ) -> LogLines:
+    run = await run_or_404(session, account, run_id)
+    return LogLines(run_id=run.run_id, stage=stage, lines=await queries.log_tail(session, run, lines, stage))
+
+
+@router.get("/estimate/", response_model=Estimate, responses={404: {"model": Refusal}})
+async def estimate(site_id: SiteId, request: Request, account: AccountDep, session: SessionDep) -> Estimate:
+    site = await site_or_404(session, account, site_id)
+    buffer = settings_of(request).credit_buffer
+    result = await estimate_for_site(session, site.id)
+    required = result.required(buffer)
+    active = await queries.active_run(session, site.id)
+    reason = ("site has an active run" if active else
+              "insufficient credits" if account.credits_balance < required else None)
+    return Estimate(site_id=site.id, per_stage=result.per_stage, total=result.total, buffer=round(buffer - 1, 4),
+                    required=required, balance=account.credits_balance, can_start=reason is None, reason=reason)
+
+
+@router.get("/credits/", response_model=Credits)
+async def credits(account: AccountDep) -> Credits:
+    return Credits(account_id=account.id, credits_balance=account.credits_balance)
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail, responses={404: {"model": Refusal}})
+async def run_detail(run_id: Annotated[str, ...], account: AccountDep, session: SessionDep) -> RunDetail:
+    if not 0 < len(run_id) <= 64:
+        raise HTTPException(404, f"run {run_id} not found")
+    return await queries.run_detail(session, await run_or_404(session, account, run_id))

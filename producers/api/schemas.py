@@ -1,0 +1,132 @@
+"""Wire schemas of the HTTP API (kept apart from the ORM models and the event contract)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+BatchSize = Field(None, ge=1, le=1000, description="Items per batch, 1-1000.")
+
+
+class ConfigOut(BaseModel):
+    site_id: int
+    is_enabled: bool
+    frequency: Literal["daily", "weekly", "monthly"]
+    scheduled_time: str = Field(description="HH:MM, 24-hour, in the site's timezone.")
+    timezone: str
+    stage_1_batch_size: int
+    stage_2_batch_size: int
+    stage_3_batch_size: int
+    stage_4_batch_size: int
+    stage_5_batch_size: int
+    stage_6_batch_size: int
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+
+
+class ConfigUpdate(BaseModel):
+    """Only the fields given change; a refused request changes nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    is_enabled: bool | None = None
+    frequency: Literal["daily", "weekly", "monthly"] | None = None
+    scheduled_time: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, 24-hour.")
+    timezone: str | None = Field(None, max_length=64, description="An IANA timezone name, e.g. Europe/Paris.")
+    stage_1_batch_size: int | None = BatchSize
+    stage_2_batch_size: int | None = BatchSize
+    stage_3_batch_size: int | None = BatchSize
+    stage_4_batch_size: int | None = BatchSize
+    stage_5_batch_size: int | None = BatchSize
+    stage_6_batch_size: int | None = BatchSize
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r}") from None
+        if value not in available_timezones():
+            raise ValueError(f"unknown IANA timezone {value!r}")
+        return value
+
+
+class StageProgress(BaseModel):
+    stage: int
+    name: str
+    status: Literal["pending", "active", "completed", "failed"]
+    batches_done: int
+    batches_total: int
+    items_in: int
+    items_out: int
+    credits: int
+    result: dict[str, Any] | None = None
+
+
+class RunOut(BaseModel):
+    run_id: str
+    site_id: int
+    status: Literal["running", "paused", "completed", "failed"]
+    trigger: Literal["manual", "scheduled"]
+    current_stage: int
+    total_credits_used: int
+    estimated_credits: int
+    pause_reason: str | None
+    error_message: str | None
+    started_at: datetime
+    completed_at: datetime | None
+
+
+class RunDetail(RunOut):
+    stages: list[StageProgress]
+
+
+class CurrentRun(BaseModel):
+    run: RunDetail | None = Field(description="The active run, or null when there is none.")
+
+
+class History(BaseModel):
+    runs: list[RunOut]
+
+
+class RunAccepted(BaseModel):
+    run_id: str | None = Field(description="Null if run control has not picked the command up yet.")
+    status: str
+    idempotency_key: str
+
+
+class Estimate(BaseModel):
+    site_id: int
+    per_stage: dict[int, int]
+    total: int
+    buffer: float = Field(description="Safety margin on top of the estimate (0.2 = 20%).")
+    required: int
+    balance: int
+    can_start: bool
+    reason: str | None = None
+
+
+class LogLines(BaseModel):
+    run_id: str
+    stage: int | None
+    lines: list[str]
+
+
+class Credits(BaseModel):
+    account_id: int
+    credits_balance: int
+
+
+class Refusal(BaseModel):
+    detail: str
+    active_run_id: str | None = None
+    estimate: int | None = None
+    buffer: float | None = None
+    required: int | None = None
+    balance: int | None = None
