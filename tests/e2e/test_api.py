@@ -26,7 +26,7 @@ BASE = "/api/v1/automation"
 
 
 @pytest.fixture(scope="module")
-async def api_settings(settings: Settings, sessions) -> AsyncIterator[Settings]:  # noqa: ARG001
+async def api_settings(settings: Settings, sessions) -> AsyncIterator[Settings]:
     own = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}{uuid.uuid4().hex[:4]}",
                                       "ai_provider": "simulated", "ai_latency_ms": 5})
     yield own
@@ -34,7 +34,7 @@ async def api_settings(settings: Settings, sessions) -> AsyncIterator[Settings]:
 
 
 @pytest.fixture(scope="module")
-def api_fleet(api_settings: Settings, output_dir):  # noqa: ANN001
+def api_fleet(api_settings: Settings, output_dir):
     fleet = ConsumerFleet(api_settings, concurrency=4, log_dir=output_dir / f"fleet-{api_settings.queue_prefix}")
     fleet.start_all()
     yield fleet
@@ -42,21 +42,21 @@ def api_fleet(api_settings: Settings, output_dir):  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-async def client(api_settings: Settings, api_fleet) -> AsyncIterator[httpx.AsyncClient]:  # noqa: ARG001
+async def client(api_settings: Settings, api_fleet) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(api_settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
             yield http
 
 
-async def new_account(sessions, credits: int = 100_000) -> tuple[int, dict[str, str]]:  # noqa: ANN001
+async def new_account(sessions, credits: int = 100_000) -> tuple[int, dict[str, str]]:
     async with sessions() as session, session.begin():
         account = await create_account(session, f"api-{uuid.uuid4().hex[:8]}", credits)
         key = await create_api_key(session, account.id)
     return account.id, {"X-API-Key": key}
 
 
-async def new_site(sessions, make_module_site, credits: int = 100_000, keywords: int = 16):  # noqa: ANN001
+async def new_site(sessions, make_module_site, credits: int = 100_000, keywords: int = 16):
     site = await make_module_site(keywords=keywords, credits=credits, synthetic=True)
     async with sessions() as session, session.begin():
         key = await create_api_key(session, site.account_id)
@@ -209,7 +209,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_schemathesis_finds_no_server_error(api_settings, api_fleet, sessions, make_module_site, output_dir):  # noqa: ARG001
+async def test_schemathesis_finds_no_server_error(api_settings, api_fleet, sessions, make_module_site, output_dir):
     _site, key = await new_site(sessions, make_module_site, keywords=8)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "shared.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
