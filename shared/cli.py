@@ -94,6 +94,15 @@ def api(host: str = typer.Option("0.0.0.0"), port: int = typer.Option(8000, min=
     uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info")
 
 
+@app.command("scheduler")
+def scheduler_command() -> None:
+    """Run the scheduler: emits run.start (trigger=scheduled) at each site's configured time."""
+    from scheduler.app import run_scheduler
+
+    _logging()
+    asyncio.run(run_scheduler(get_settings()))
+
+
 account_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 site_app = typer.Typer(help="Sites and their keywords.", no_args_is_help=True)

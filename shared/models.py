@@ -84,6 +84,8 @@ class AutomationConfig(Base):
     stage_6_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[6])
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # when enable/frequency/time/timezone last changed: slots before it are never "missed"
+    schedule_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
@@ -364,4 +366,27 @@ class RunRejection(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = _created()
+
+
+class ScheduleSlot(Base):
+    """One scheduled slot of a site, claimed by the scheduler replica that handles it (fired or skipped).
+
+    The slot is named by its local wall-clock time, so the repeated hour of a daylight-saving
+    change is one slot, not two.
+    """
+
+    __tablename__ = "schedule_slots"
+    __table_args__ = (
+        UniqueConstraint("site_id", "slot"),
+        CheckConstraint("action IN ('fired', 'skipped')", name="slot_action_known"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    slot: Mapped[str] = mapped_column(String(40))  # e.g. "2026-11-01T01:30 America/New_York"
+    slot_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    scheduler: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = _created()

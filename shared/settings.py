@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(5, ge=1, le=50, description="Tries of a batch on transient errors.")
     retry_base_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles each try.")
+    schedule_grace_seconds: int = Field(3600, ge=0, description="A slot missed by less than this still fires.")
+    schedule_resync_seconds: float = Field(30.0, gt=0, le=60, description="How often the scheduler rereads configs.")
     credit_buffer: float = Field(1.2, ge=1.0, description="A run starts only if balance >= estimate x this.")
 
     @field_validator("database_url")

@@ -109,6 +109,7 @@ async def update_config(site_id: SiteId, update: ConfigUpdate, account: AccountD
     site = await site_or_404(session, account, site_id)
     config = await config_of(session, site)
     changes = update.model_dump(exclude_none=True)
+    before = (config.is_enabled, config.frequency, config.scheduled_time, site.timezone)
     if "timezone" in changes:
         site.timezone = changes.pop("timezone")
     if "scheduled_time" in changes:
@@ -116,6 +117,8 @@ async def update_config(site_id: SiteId, update: ConfigUpdate, account: AccountD
         config.scheduled_time = time(int(hours), int(minutes))
     for field, value in changes.items():
         setattr(config, field, value)
+    if (config.is_enabled, config.frequency, config.scheduled_time, site.timezone) != before:
+        config.schedule_changed_at = datetime.now(UTC)  # earlier slots are not "missed" by the scheduler
     config.next_run_at = (next_run_at(config.frequency, config.scheduled_time, site.timezone, datetime.now(UTC))
                           if config.is_enabled else None)
     await session.commit()

@@ -1,0 +1,40 @@
+"""Composition root of `automation scheduler`: APScheduler in asyncio, publishing through the client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from producers.client import AutomationClient
+from scheduler.service import SchedulerService
+from shared.db import make_engine, make_sessionmaker
+from shared.settings import Settings
+
+log = logging.getLogger("automation.scheduler")
+
+
+async def run_scheduler(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT: resync every `schedule_resync_seconds`, fire jobs on time."""
+    engine = make_engine(settings, pool_size=2)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with AutomationClient(settings) as client:
+            service = SchedulerService(make_sessionmaker(engine), client.send,
+                                       grace_seconds=settings.schedule_grace_seconds)
+            scheduler = AsyncIOScheduler(timezone=UTC)
+            scheduler.add_job(service.sync, "interval", seconds=settings.schedule_resync_seconds, args=[scheduler],
+                              id="resync", next_run_time=datetime.now(UTC), coalesce=True, max_instances=1)
+            scheduler.start()
+            log.info("scheduler %s started (resync every %ss, grace %ss)", service.name,
+                     settings.schedule_resync_seconds, settings.schedule_grace_seconds)
+            await stop.wait()
+            scheduler.shutdown(wait=False)
+    finally:
+        await engine.dispose()

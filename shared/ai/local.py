@@ -1,0 +1,64 @@
+"""The offline `local` provider: real clustering, template-grammar writing, Pillow images.
+
+No network and no model downloads, and the same input always gives the same output, so
+the whole pipeline can run (and be tested) on a laptop. The work lives in three helpers:
+`local_cluster` (TF-IDF + agglomerative clustering), `local_text` (ideas and articles) and
+`local_images` (image prompts and PNG rendering).
+"""
+
+from __future__ import annotations
+
+from shared.ai.base import (
+    ArticleIn,
+    ArticleOut,
+    ClusterIn,
+    ClusterOut,
+    ExistingCluster,
+    IdeaIn,
+    IdeaOut,
+    ImageOut,
+    ImagePromptOut,
+    InvalidAIOutput,
+    KeywordIn,
+)
+from shared.ai.local_cluster import DEFAULT_DISTANCE_THRESHOLD, cluster
+from shared.ai.local_images import image_prompts, render_png
+from shared.ai.local_text import generate_content, generate_ideas
+
+
+class LocalProvider:
+    """Implements `AIProvider` without any external service."""
+
+    name = "local"
+
+    def __init__(self, cluster_distance_threshold: float = DEFAULT_DISTANCE_THRESHOLD) -> None:
+        self.cluster_distance_threshold = cluster_distance_threshold
+
+    async def cluster_keywords(self, keywords: list[KeywordIn], existing: list[ExistingCluster]) -> list[ClusterOut]:
+        """Cluster the batch; each keyword id lands in exactly one cluster (duplicates dropped)."""
+        unique = list({k.id: k for k in reversed(keywords)}.values())[::-1]
+        return cluster(unique, existing, self.cluster_distance_threshold)
+
+    async def generate_ideas(self, cluster: ClusterIn, taken_titles: frozenset[str]) -> list[IdeaOut]:
+        """3-5 ideas whose titles are not taken."""
+        return generate_ideas(cluster, taken_titles)
+
+    async def generate_content(self, idea: IdeaIn) -> ArticleOut:
+        """A full article following the idea's outline."""
+        article = generate_content(idea)
+        if not article.markdown.strip() or not article.html.strip():
+            raise InvalidAIOutput(f"empty article for idea {idea.id}")
+        return article
+
+    async def generate_image_prompts(self, article: ArticleIn) -> list[ImagePromptOut]:
+        """One featured prompt plus 3-5 prompts for the article's sections."""
+        prompts = image_prompts(article)
+        if not prompts:
+            raise InvalidAIOutput(f"no image prompts for article {article.id}")
+        return prompts
+
+    async def generate_image(self, prompt: str, width: int, height: int) -> ImageOut:
+        """A deterministic PNG illustration for the prompt."""
+        if not prompt.strip():
+            raise InvalidAIOutput("empty image prompt", retryable=False)
+        return ImageOut(png=render_png(prompt, width, height), width=width, height=height)
