@@ -35,9 +35,8 @@ class LocalProvider:
         self.cluster_distance_threshold = cluster_distance_threshold
 
     async def cluster_keywords(self, keywords: list[KeywordIn], existing: list[ExistingCluster]) -> list[ClusterOut]:
-        """Cluster the batch; each keyword id lands in exactly one cluster (duplicates dropped)."""
-        unique = list({k.id: k for k in reversed(keywords)}.values())[::-1]
-        return cluster(unique, existing, self.cluster_distance_threshold)
+        """Cluster the batch; each keyword lands in exactly one returned cluster."""
+        return cluster(keywords, existing, self.cluster_distance_threshold)
 
     async def generate_ideas(self, cluster: ClusterIn, taken_titles: frozenset[str]) -> list[IdeaOut]:
         """3-5 ideas whose titles are not taken."""
