@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Select, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, Written
@@ -39,7 +39,8 @@ class ClusteringStage:
             .where(Keyword.site_id == site_id, Keyword.cluster_id.is_not(None)).subquery()
         )
         rows = (await session.execute(
-            select(Cluster.id, Cluster.name, func.array_remove(func.array_agg(members.c.keyword), None))
+            select(Cluster.id, Cluster.name,
+                   func.array_remove(func.array_agg(aggregate_order_by(members.c.keyword, members.c.n)), None))
             .outerjoin(members, (members.c.cluster_id == Cluster.id) & (members.c.n <= EXISTING_SAMPLE))
             .where(Cluster.site_id == site_id).group_by(Cluster.id).order_by(Cluster.id)
         )).all()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Select, exists, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, Written
@@ -28,7 +28,7 @@ class IdeasStage:
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]
                    ) -> tuple[list[ClusterIn], frozenset[str]]:
         rows = (await session.execute(
-            select(Cluster, func.array_remove(func.array_agg(Keyword.keyword), None))
+            select(Cluster, func.array_remove(func.array_agg(aggregate_order_by(Keyword.keyword, Keyword.id)), None))
             .outerjoin(Keyword, Keyword.cluster_id == Cluster.id)
             .where(Cluster.id.in_(item_ids), *_eligible(site_id)).group_by(Cluster.id).order_by(Cluster.id)
         )).all()

@@ -366,7 +366,7 @@ def _idea(cluster: ClusterIn, kind: str, template: str, focus: int, subjects: li
 
 def generate_ideas(cluster: ClusterIn, taken_titles: frozenset[str]) -> list[IdeaOut]:
     """3-5 ideas of different content types whose titles are new to the site."""
-    rng = seeded("ideas", cluster.id, cluster.name)
+    rng = seeded("ideas", cluster.name, *sorted(cluster.keywords))  # content, not ids: same input, same ideas
     wanted = 3 + rng.randrange(3)
     subjects = _subjects(cluster.keywords, cluster.name)
     kinds = rng.sample(CONTENT_TYPES, k=len(CONTENT_TYPES))

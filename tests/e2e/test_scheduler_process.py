@@ -21,7 +21,8 @@ async def test_a_config_due_shortly_is_run_by_the_scheduler_process(settings, se
     own = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}{uuid.uuid4().hex[:4]}",
                                       "ai_provider": "simulated", "schedule_resync_seconds": 1.0})
     site = await make_site(keywords=8, synthetic=True)
-    due = (datetime.now(UTC) + timedelta(minutes=1)).replace(second=0, microsecond=0)
+    # the next whole minute at least 20 s away, so the process is up before the slot (times are HH:MM)
+    due = (datetime.now(UTC) + timedelta(seconds=80)).replace(second=0, microsecond=0)
     async with sessions() as session, session.begin():
         await session.execute(update(AutomationConfig).where(AutomationConfig.site_id == site.id).values(
             is_enabled=True, frequency="daily", scheduled_time=due.time(), schedule_changed_at=datetime.now(UTC)))

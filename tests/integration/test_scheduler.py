@@ -27,14 +27,14 @@ def local(timezone: str, *args: int) -> datetime:
     return datetime(*args, tzinfo=ZoneInfo(timezone)).astimezone(UTC)
 
 
-async def schedule(sessions, site_id: int, *, frequency: str = "daily", at: time = time(2, 0),  # noqa: ANN001
+async def schedule(sessions, site_id: int, *, frequency: str = "daily", at: time = time(2, 0),
                    enabled: bool = True, changed_at: datetime) -> None:
     async with sessions() as session, session.begin():
         await session.execute(update(AutomationConfig).where(AutomationConfig.site_id == site_id).values(
             is_enabled=enabled, frequency=frequency, scheduled_time=at, schedule_changed_at=changed_at))
 
 
-def scheduler_for(deps, clock: Clock, site_id: int, name: str = "s1") -> tuple[SchedulerService, list[StartRun]]:  # noqa: ANN001
+def scheduler_for(deps, clock: Clock, site_id: int, name: str = "s1") -> tuple[SchedulerService, list[StartRun]]:
     """A scheduler on a fake clock; it sees every test's sites, `published` keeps this test's."""
     published: list[StartRun] = []
 
@@ -46,7 +46,7 @@ def scheduler_for(deps, clock: Clock, site_id: int, name: str = "s1") -> tuple[S
     return SchedulerService(deps.sessions, publish, grace_seconds=3600, clock=clock, name=name), published
 
 
-async def slots_of(sessions, site_id: int) -> list[tuple[str, str, str | None]]:  # noqa: ANN001
+async def slots_of(sessions, site_id: int) -> list[tuple[str, str, str | None]]:
     async with sessions() as session:
         return [tuple(r) for r in (await session.execute(
             select(ScheduleSlot.slot, ScheduleSlot.action, ScheduleSlot.reason)
@@ -66,7 +66,8 @@ def test_daylight_saving_changes_give_one_slot_per_day():
     back = slots_between("daily", time(1, 30), "America/New_York", datetime(2026, 10, 31, tzinfo=UTC),
                          datetime(2026, 11, 3, tzinfo=UTC))
     # 01:30 happens twice on 2026-11-01 in New York; it is one slot
-    assert [s.label for s in back] == [f"{d}T01:30 America/New_York" for d in ("2026-10-31", "2026-11-01", "2026-11-02")]
+    days = ("2026-10-31", "2026-11-01", "2026-11-02")
+    assert [s.label for s in back] == [f"{d}T01:30 America/New_York" for d in days]
     forward = slots_between("daily", time(2, 30), "America/New_York", datetime(2026, 3, 7, 12, tzinfo=UTC),
                             datetime(2026, 3, 10, tzinfo=UTC))
     assert sum(s.at.astimezone(ZoneInfo("America/New_York")).day == 8 for s in forward) == 1
@@ -180,6 +181,6 @@ async def test_a_slot_during_an_active_run_is_skipped_with_the_reason(deps, make
     service, published = scheduler_for(deps, Clock(slot), site.id)
     await service.sync()
     assert published == []
-    [(label, action, reason)] = await slots_of(deps.sessions, site.id)
+    [(_label, action, reason)] = await slots_of(deps.sessions, site.id)
     assert action == "skipped" and reason.startswith("site has an active run (run_")
     await Bus(deps).pump()
