@@ -132,8 +132,9 @@ async def test_a_run_is_started_paused_resumed_and_completed_through_the_api(cli
     assert (await client.get(f"{BASE}/logs/", params={"run_id": run_id, "lines": 7}, headers=key)).status_code == 422
     credits = (await client.get(f"{BASE}/credits/", headers=key)).json()
     assert credits["credits_balance"] == 100_000 - detail["total_credits_used"]
-    refused = await client.post(f"{BASE}/pause/", params={"run_id": run_id}, headers=key)
-    assert refused.status_code == 409 and refused.json()["detail"] == "run is completed"
+    for action in ("pause", "resume"):
+        refused = await client.post(f"{BASE}/{action}/", params={"run_id": run_id}, headers=key)
+        assert refused.status_code == 409 and refused.json()["detail"] == "run is completed"
 
 
 async def test_run_now_without_enough_credits_answers_402_with_the_figures(client, sessions, make_module_site):

@@ -1,0 +1,71 @@
+"""The watchdog: batches whose consumer died are handed out again; stale runs are failed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from consumers.batches import claim_batch, now
+from consumers.watchdog import fail_stale_runs, reissue_expired_batches
+from shared.events import ProcessBatch, StartRun
+from shared.models import AutomationRun, RunLogLine, StageBatch
+from tests.support import Bus, dispatch, drain_outbox
+
+
+async def started_run(deps, make_site) -> tuple[AutomationRun, list[ProcessBatch]]:
+    """A run whose stage 1 is planned; its batch messages are returned undelivered."""
+    site = await make_site(keywords=40)
+    await Bus(deps).send(StartRun(site_id=site.id))
+    batches: list[ProcessBatch] = []
+    while not batches:
+        pending = await drain_outbox(deps)
+        batches = [ProcessBatch.model_validate(p) for k, p in pending if k.endswith(".batch")]
+        for key, payload in pending:
+            if not key.endswith(".batch"):
+                await dispatch(deps, key, payload)
+    async with deps.sessions() as session:
+        run = await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site.id))
+    return run, batches
+
+
+async def test_a_batch_whose_lease_ran_out_is_handed_out_again(deps, make_site):
+    run, batches = await started_run(deps, make_site)
+    claim = await claim_batch(deps, batches[0])  # a consumer claims it ... and dies
+    assert claim is not None
+    assert await reissue_expired_batches(deps) == 0  # lease still live: left alone
+    async with deps.sessions() as session, session.begin():
+        await session.execute(update(StageBatch).where(StageBatch.id == claim.batch_id)
+                              .values(lease_expires_at=now() - timedelta(seconds=1)))
+    assert await reissue_expired_batches(deps) == 1
+    reissued = [ProcessBatch.model_validate(p) for k, p in await drain_outbox(deps) if k.endswith(".batch")]
+    assert [b.batch_id for b in reissued] == [claim.batch_id]
+    async with deps.sessions() as session:
+        batch = await session.get(StageBatch, claim.batch_id)
+        lines = (await session.scalars(select(RunLogLine.message).where(RunLogLine.run_id == run.id))).all()
+    assert batch.status == "pending" and batch.error.startswith("lease of pytest expired")
+    assert any("watchdog: batch 1 re-issued, the lease of pytest expired" in line for line in lines)
+    assert await claim_batch(deps, reissued[0]) is not None  # and another consumer can take it
+
+
+async def test_a_run_without_progress_is_failed_and_its_lock_released(deps, make_site):
+    run, _ = await started_run(deps, make_site)
+    assert await fail_stale_runs(deps) == 0
+    async with deps.sessions() as session, session.begin():
+        await session.execute(update(AutomationRun).where(AutomationRun.id == run.id).values(
+            last_progress_at=now() - timedelta(seconds=deps.settings.stale_run_seconds + 5)))
+    assert await fail_stale_runs(deps) == 1
+    events = [p for k, p in await drain_outbox(deps) if k == "run.failed"]
+    assert events and events[0]["run_id"] == run.run_id
+    async with deps.sessions() as session:
+        failed = await session.get(AutomationRun, run.id)
+        lines = (await session.scalars(select(RunLogLine.message).where(RunLogLine.run_id == run.id))).all()
+    assert failed.status == "failed" and failed.error_message.startswith("watchdog: no progress for 21600 s")
+    assert any(line.startswith("watchdog: no progress") for line in lines)
+    await Bus(deps).send(StartRun(site_id=run.site_id))  # the site's lock is free again
+    for key, payload in await drain_outbox(deps):
+        await dispatch(deps, key, payload)
+    async with deps.sessions() as session:
+        statuses = (await session.scalars(select(AutomationRun.status).where(
+            AutomationRun.site_id == run.site_id).order_by(AutomationRun.id))).all()
+    assert statuses == ["failed", "running"]
