@@ -38,6 +38,7 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     from shared.db import upgrade_schema
 
     _logging()
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     upgrade_schema(get_settings().database_url, revision)
     typer.echo("database schema is up to date")
 
