@@ -29,9 +29,16 @@ class Settings(BaseSettings):
     media_url: str = Field("/media", description="URL prefix under which media_dir is served.")
     ai_provider: str = Field(
         "local",
-        description="AI backend: local (offline), simulated (benchmarks), or module:factory for a plugin "
-        "(a callable taking the settings and returning a provider).",
+        description="AI backend: local (offline), openai (any OpenAI-compatible API), simulated (benchmarks), "
+        "or module:factory for a plugin (a callable taking the settings and returning a provider).",
     )
+    openai_base_url: str = Field("https://api.openai.com/v1", description="Base URL of the OpenAI-compatible API.")
+    openai_api_key: str = Field("", description="API key for the OpenAI-compatible API.")
+    openai_chat_model: str = Field("gpt-4o-mini", description="Chat model for clustering, ideas, articles, prompts.")
+    openai_image_model: str = Field("gpt-image-1", description="Image model.")
+    openai_timeout_seconds: float = Field(120.0, gt=0, description="Timeout of one API request.")
+    openai_max_retries: int = Field(4, ge=0, le=20, description="Retries of one call (429, 5xx, timeouts).")
+    openai_max_concurrency: int = Field(8, ge=1, le=256, description="API calls in flight per process.")
     ai_latency_ms: int = Field(0, ge=0, description="Latency of the simulated provider, per call.")
     image_width: int = Field(512, ge=16, le=4096)
     image_height: int = Field(288, ge=16, le=4096)
@@ -60,8 +67,8 @@ class Settings(BaseSettings):
     @field_validator("ai_provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
-        if value not in ("local", "simulated") and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
-            raise ValueError("must be local, simulated, or module:factory")
+        if value not in ("local", "openai", "simulated") and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", value):
+            raise ValueError("must be local, openai, simulated, or module:factory")
         return value
 
     @field_validator("amqp_url")

@@ -13,6 +13,10 @@ def make_provider(settings: Settings) -> AIProvider:
     if ":" in settings.ai_provider:
         module_name, factory = settings.ai_provider.split(":")
         return getattr(importlib.import_module(module_name), factory)(settings)  # type: ignore[no-any-return]
+    if settings.ai_provider == "openai":
+        from shared.ai.openai_provider import OpenAIProvider
+
+        return OpenAIProvider(settings)
     if settings.ai_provider == "simulated":
         from shared.ai.simulated import SimulatedProvider
 
