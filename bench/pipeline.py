@@ -80,6 +80,11 @@ async def bench_once(base: Settings, keywords: int, concurrency: int, latency_ms
 
 
 async def run_bench(settings: Settings, sizes: list[int], concurrency: int, latency_ms: int) -> int:
+    from bench.provider import provider_speed
+
+    speed = await provider_speed(settings.image_width, settings.image_height)
+    print(f"offline provider (one process): {speed['articles_per_second']:.0f} articles/s, "
+          f"{speed['images_per_second']:.0f} images/s at {settings.image_width}x{settings.image_height}")
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"simulated AI latency {latency_ms} ms, concurrency {concurrency} per consumer")
     failures = 0
