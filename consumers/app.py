@@ -26,7 +26,7 @@ from consumers.watchdog import watch_forever
 from shared.ai import make_provider
 from shared.automation_logger import AutomationLogger
 from shared.db import make_engine, make_sessionmaker
-from shared.events import ControlCommand, PauseRun, ProcessBatch, ResumeRun, StageCompleted, StagePlanTrigger
+from shared.events import ControlCommand, PauseRun, ProcessBatch, ResumeRun, StagePlanTrigger, planned_stage
 from shared.messaging import FailureRouter, PoisonMessage, make_broker
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
@@ -47,11 +47,6 @@ class ProcessState:
     def ready(self) -> Deps:
         assert self.deps is not None, "process not started"
         return self.deps
-
-
-def planned_stage(trigger: StageCompleted | Any) -> int:
-    """The stage a plan trigger asks for: N+1 after `stage.N.completed`, N for `stage.N.requested`."""
-    return trigger.stage + 1 if isinstance(trigger, StageCompleted) else int(trigger.stage)
 
 
 def subscribe_control(broker: RabbitBroker, topology: Topology, state: ProcessState, concurrency: int) -> None:

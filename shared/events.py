@@ -141,5 +141,10 @@ class RunStateChanged(Message):
     reason: str | None = None
 
 
+def planned_stage(trigger: RequestStage | StageCompleted) -> int:
+    """The stage a plan trigger asks for: N+1 after `stage.N.completed`, N for `stage.N.requested`."""
+    return trigger.stage + 1 if isinstance(trigger, StageCompleted) else trigger.stage
+
+
 ControlCommand = Annotated[StartRun | PauseRun | ResumeRun, Field(discriminator="type")]
 StagePlanTrigger = Annotated[RequestStage | StageCompleted, Field(discriminator="type")]

@@ -13,7 +13,7 @@ from consumers.batches import plan_stage, process_batch
 from consumers.deps import Deps
 from consumers.registry import STAGE_WORK
 from consumers.stage7_review import complete_run
-from shared.events import PauseRun, ProcessBatch, RequestStage, ResumeRun, StageCompleted, StartRun
+from shared.events import PauseRun, ProcessBatch, RequestStage, ResumeRun, StageCompleted, StartRun, planned_stage
 from shared.models import OutboxMessage
 from shared.outbox import add_events
 
@@ -41,7 +41,7 @@ async def dispatch(deps: Deps, key: str, payload: dict[str, Any]) -> None:
     elif key.startswith("stage.") and key.endswith((".requested", ".completed")):
         trigger = RequestStage.model_validate(payload) if key.endswith(".requested") \
             else StageCompleted.model_validate(payload)
-        stage = trigger.stage if isinstance(trigger, RequestStage) else trigger.stage + 1
+        stage = planned_stage(trigger)
         if stage == 7:
             await complete_run(deps, trigger.run_id)
         elif stage < 7:
