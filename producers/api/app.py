@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from faststream.specification import AsyncAPI
 
 from producers.api.routes import router
 from producers.client import AutomationClient
+from producers.dashboard import routes as dashboard
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings
 
@@ -47,6 +49,9 @@ def create_app(settings: Settings) -> FastAPI:
                   description="Run control, configuration, history and logs of the automation pipeline. "
                               "Every request needs an account API key in the X-API-Key header.")
     app.include_router(router)
+    app.include_router(dashboard.api_router)
+    app.include_router(dashboard.page_router)
+    app.mount("/automation/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")
     contract = asyncapi_document(settings)
 
     @app.get("/asyncapi.json", tags=["contract"], summary="The AsyncAPI document of the event contract")

@@ -1,0 +1,161 @@
+"""The dashboard's page (`GET /automation`) and the extra reads it needs under /api/v1/automation/.
+
+The page is a static shell; everything it shows comes from the API with the account's X-API-Key.
+Every id is checked against the caller's account: another account's site, content or image is a 404.
+Image files are read from a path built from database ids only (never from request text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from consumers.stage6_images import image_path
+from producers.api.auth import current_account, request_session
+from producers.api.schemas import Refusal
+from shared.models import Account, Content, Image, Site
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+STATIC_DIR = PACKAGE_DIR / "static"
+PAGE = PACKAGE_DIR / "templates" / "automation.html"
+API_PREFIX = "/api/v1/automation"
+
+AccountDep = Annotated[Account, Depends(current_account)]
+SessionDep = Annotated[AsyncSession, Depends(request_session)]
+SiteId = Annotated[int, Query(ge=1, le=2**31 - 1, description="The site's id.")]
+ContentId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="The content's id.")]
+ImageId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="The image's id.")]
+
+page_router = APIRouter(include_in_schema=False)
+api_router = APIRouter(prefix=API_PREFIX, tags=["dashboard"])
+
+
+@page_router.get("/automation", response_class=HTMLResponse)
+async def automation_page() -> HTMLResponse:
+    """The dashboard shell; it asks for the API key itself and keeps it in sessionStorage."""
+    return HTMLResponse(await asyncio.to_thread(PAGE.read_text, "utf-8"),
+                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                                 "Referrer-Policy": "no-referrer"})
+
+
+class SiteOut(BaseModel):
+    id: int
+    name: str
+    timezone: str
+
+
+class Sites(BaseModel):
+    sites: list[SiteOut]
+
+
+class ReviewItem(BaseModel):
+    id: int
+    title: str
+    word_count: int
+    images: int
+    created_at: str
+
+
+class Review(BaseModel):
+    site_id: int
+    total: int
+    items: list[ReviewItem]
+
+
+class ImageOut(BaseModel):
+    id: int
+    kind: str
+    position: int
+    prompt: str
+    section: str | None
+    status: str
+    width: int | None
+    height: int | None
+    url: str | None
+
+
+class ContentOut(BaseModel):
+    id: int
+    site_id: int
+    title: str
+    meta_title: str
+    meta_description: str
+    slug: str
+    status: str
+    word_count: int
+    html: str
+    images: list[ImageOut]
+
+
+async def _owned_content(session: AsyncSession, account: Account, content_id: int) -> Content:
+    content = await session.scalar(select(Content).join(Site, Site.id == Content.site_id)
+                                   .where(Content.id == content_id, Site.account_id == account.id))
+    if content is None:
+        raise HTTPException(404, f"content {content_id} not found")
+    return content
+
+
+def _image_url(content_id: int, image: Image) -> str | None:
+    return f"{API_PREFIX}/content/{content_id}/images/{image.id}" if image.status == "generated" else None
+
+
+@api_router.get("/sites/", response_model=Sites)
+async def sites(account: AccountDep, session: SessionDep) -> Sites:
+    rows = (await session.scalars(select(Site).where(Site.account_id == account.id).order_by(Site.id))).all()
+    return Sites(sites=[SiteOut(id=s.id, name=s.name, timezone=s.timezone) for s in rows])
+
+
+@api_router.get("/review/", response_model=Review, responses={404: {"model": Refusal}})
+async def review(site_id: SiteId, account: AccountDep, session: SessionDep,
+                 limit: Annotated[int, Query(ge=1, le=200, description="How many, newest first.")] = 50) -> Review:
+    site = await session.scalar(select(Site).where(Site.id == site_id, Site.account_id == account.id))
+    if site is None:
+        raise HTTPException(404, f"site {site_id} not found")
+    waiting = (Content.site_id == site.id) & (Content.status == "review")
+    total = await session.scalar(select(func.count()).select_from(Content).where(waiting)) or 0
+    images = (select(func.count()).select_from(Image).where(Image.content_id == Content.id)
+              .correlate(Content).scalar_subquery())
+    rows = (await session.execute(select(Content.id, Content.title, Content.word_count, Content.created_at, images)
+                                  .where(waiting).order_by(Content.id.desc()).limit(limit))).all()
+    return Review(site_id=site.id, total=total, items=[
+        ReviewItem(id=r[0], title=r[1], word_count=r[2], created_at=r[3].isoformat(), images=r[4]) for r in rows])
+
+
+@api_router.get("/content/{content_id}", response_model=ContentOut, responses={404: {"model": Refusal}})
+async def content(content_id: ContentId, account: AccountDep, session: SessionDep) -> ContentOut:
+    item = await _owned_content(session, account, content_id)
+    images = (await session.scalars(select(Image).where(Image.content_id == item.id)
+                                    .order_by(Image.position, Image.id))).all()
+    return ContentOut(
+        id=item.id, site_id=item.site_id, title=item.title, meta_title=item.meta_title,
+        meta_description=item.meta_description, slug=item.slug, status=item.status, word_count=item.word_count,
+        html=item.html, images=[ImageOut(id=i.id, kind=i.kind, position=i.position, prompt=i.prompt, section=i.section,
+                                         status=i.status, width=i.width, height=i.height, url=_image_url(item.id, i))
+                                for i in images])
+
+
+@api_router.get("/content/{content_id}/images/{image_id}", response_class=Response,
+                responses={200: {"content": {"image/png": {}}, "description": "The PNG file."},
+                           404: {"model": Refusal}})
+async def content_image(content_id: ContentId, image_id: ImageId, request: Request, account: AccountDep,
+                        session: SessionDep) -> Response:
+    item = await _owned_content(session, account, content_id)
+    image = await session.scalar(select(Image).where(Image.id == image_id, Image.content_id == item.id))
+    if image is None or image.status != "generated":
+        raise HTTPException(404, f"image {image_id} not found")
+    media_dir = Path(request.app.state.settings.media_dir)
+    path = image_path(media_dir, int(item.site_id), int(item.id), int(image.id))  # database ids only
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError:
+        raise HTTPException(404, f"image {image_id} not found") from None
+    return Response(data, media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
