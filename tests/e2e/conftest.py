@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import aio_pika
+import httpx
 import pytest
 
 from shared.settings import Settings
-from shared.supervisor import ConsumerFleet
+from shared.supervisor import ConsumerFleet, settings_env
 from shared.topology import Topology
 
 
@@ -55,3 +61,52 @@ def fleet(e2e_settings: Settings, output_dir) -> Iterator[ConsumerFleet]:
     processes.start("stage6")
     yield processes
     processes.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def fleet_with(settings: Settings, output_dir: Path, **overrides: object) -> AsyncIterator[
+        tuple[ConsumerFleet, Settings]]:
+    """Every consumer as its own process, on a fresh queue prefix (removed afterwards), with the
+    simulated provider unless `overrides` say otherwise."""
+    own = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}{uuid.uuid4().hex[:4]}",
+                                      "ai_provider": "simulated", **overrides})
+    fleet = ConsumerFleet(own, concurrency=4, log_dir=output_dir / f"fleet-{own.queue_prefix}")
+    fleet.start_all()
+    try:
+        yield fleet, own
+    finally:
+        fleet.stop()
+        with contextlib.suppress(Exception):
+            await delete_topology(own)
+
+
+@contextlib.asynccontextmanager
+async def api_server(settings: Settings, output_dir: Path) -> AsyncIterator[str]:
+    """`automation api` (uvicorn) as its own process on a free port; yields its base URL once healthy."""
+    port = free_port()
+    log = (output_dir / f"api-{port}.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+                               env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    async def up() -> bool:
+        try:
+            async with httpx.AsyncClient() as http:
+                return (await http.get(f"{base}/healthz")).status_code == 200
+        except httpx.HTTPError:
+            return process.poll() is not None  # stop waiting if it died (the assertion below says so)
+
+    try:
+        await wait_for(up, timeout=60)
+        assert process.poll() is None, f"the API process exited; see {log.name}"
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,31 +17,21 @@ from shared.accounts import create_account
 from shared.api_keys import create_api_key
 from shared.models import AutomationConfig, AutomationRun
 from shared.settings import Settings
-from shared.supervisor import ConsumerFleet, settings_env
-from tests.e2e.conftest import delete_topology, wait_for
+from tests.e2e.conftest import api_server, fleet_with, wait_for
 
 pytestmark = pytest.mark.e2e
 BASE = "/api/v1/automation"
 
 
 @pytest.fixture(scope="module")
-async def api_settings(settings: Settings, sessions) -> AsyncIterator[Settings]:
-    own = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}{uuid.uuid4().hex[:4]}",
-                                      "ai_provider": "simulated", "ai_latency_ms": 5})
-    yield own
-    await delete_topology(own)
+async def api_settings(settings: Settings, sessions, output_dir) -> AsyncIterator[Settings]:
+    """The consumers running as processes on the module's own queue prefix; yields their settings."""
+    async with fleet_with(settings, output_dir, ai_latency_ms=5) as (_fleet, own):
+        yield own
 
 
 @pytest.fixture(scope="module")
-def api_fleet(api_settings: Settings, output_dir):
-    fleet = ConsumerFleet(api_settings, concurrency=4, log_dir=output_dir / f"fleet-{api_settings.queue_prefix}")
-    fleet.start_all()
-    yield fleet
-    fleet.stop()
-
-
-@pytest.fixture(scope="module")
-async def client(api_settings: Settings, api_fleet) -> AsyncIterator[httpx.AsyncClient]:
+async def client(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(api_settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
@@ -204,33 +193,13 @@ async def test_openapi_docs_and_asyncapi_are_served(client):
     assert contract["asyncapi"].startswith("3.") and "control" in contract["channels"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def test_schemathesis_finds_no_server_error(api_settings, api_fleet, sessions, make_module_site, output_dir):
+async def test_schemathesis_finds_no_server_error(api_settings, sessions, make_module_site, output_dir):
     _site, key = await new_site(sessions, make_module_site, keywords=8)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "shared.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-                              env=settings_env(api_settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        async def up() -> bool:
-            try:
-                async with httpx.AsyncClient() as http:
-                    return (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        await wait_for(up, timeout=60)
+    async with api_server(api_settings, output_dir) as base:
         result = await asyncio.to_thread(subprocess.run, [
-            sys.executable, "-m", "schemathesis.cli", "run", f"http://127.0.0.1:{port}/openapi.json",
+            sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.json",
             "--checks", "not_a_server_error", "-H", f"X-API-Key: {key['X-API-Key']}", "--max-examples", "30",
             "--generation-deterministic", "--phases", "examples,fuzzing",
         ], capture_output=True, text=True, timeout=600)
-        (output_dir / "schemathesis.txt").write_text(result.stdout + result.stderr)
-        assert result.returncode == 0, result.stdout[-4000:]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    (output_dir / "schemathesis.txt").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stdout[-4000:]

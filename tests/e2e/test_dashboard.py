@@ -7,10 +7,6 @@ test run's output folder (`<output_dir>/screenshots/`).
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,8 +15,7 @@ import pytest
 
 from shared.api_keys import create_api_key
 from shared.settings import Settings
-from shared.supervisor import ConsumerFleet, settings_env
-from tests.e2e.conftest import delete_topology, wait_for
+from tests.e2e.conftest import api_server, fleet_with, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,52 +31,18 @@ from playwright import async_api as playwright_api  # noqa: E402  (installed by 
 expect = playwright_api.expect
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@pytest.fixture(scope="module")
+async def dash_settings(settings: Settings, sessions, output_dir) -> AsyncIterator[Settings]:
+    """The consumers running as processes on the module's own queue prefix; yields their settings."""
+    async with fleet_with(settings, output_dir, ai_latency_ms=20) as (_fleet, own):
+        yield own
 
 
 @pytest.fixture(scope="module")
-async def dash_settings(settings: Settings, sessions) -> AsyncIterator[Settings]:
-    own = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}{uuid.uuid4().hex[:4]}",
-                                      "ai_provider": "simulated", "ai_latency_ms": 20})
-    yield own
-    await delete_topology(own)
-
-
-@pytest.fixture(scope="module")
-def dash_fleet(dash_settings: Settings, output_dir):
-    fleet = ConsumerFleet(dash_settings, concurrency=4, log_dir=output_dir / f"fleet-{dash_settings.queue_prefix}")
-    fleet.start_all()
-    yield fleet
-    fleet.stop()
-
-
-@pytest.fixture(scope="module")
-async def server(dash_settings: Settings, dash_fleet, output_dir) -> AsyncIterator[str]:
-    """`automation api` (uvicorn) in a background process on a free port; yields its base URL."""
-    port = free_port()
-    log = (output_dir / f"dashboard-api-{port}.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-                               env=settings_env(dash_settings), stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    async def up() -> bool:
-        try:
-            async with httpx.AsyncClient() as http:
-                return (await http.get(f"{base}/healthz")).status_code == 200
-        except httpx.HTTPError:
-            return process.poll() is not None  # stop waiting if it died (the assertion below says so)
-
-    try:
-        await wait_for(up, timeout=60)
-        assert process.poll() is None, f"the API process exited; see {log.name}"
+async def server(dash_settings: Settings, output_dir) -> AsyncIterator[str]:
+    """`automation api` in a background process on a free port; yields its base URL."""
+    async with api_server(dash_settings, output_dir) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")

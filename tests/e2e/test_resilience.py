@@ -4,15 +4,12 @@ restarts, failing AI providers, concurrent starts, graceful shutdown. Real proce
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aio_pika
 import pytest
@@ -22,27 +19,11 @@ from consumers.deps import Deps
 from producers.client import AutomationClient
 from shared.models import AutomationRun, RunLogLine, StageBatch
 from shared.settings import Settings
-from shared.supervisor import ALL_PROCESSES, ConsumerFleet
-from tests.e2e.conftest import delete_topology, wait_for
+from shared.supervisor import ALL_PROCESSES
+from tests.e2e.conftest import fleet_with, wait_for
 from tests.support import site_outcome
 
 pytestmark = pytest.mark.e2e
-
-
-@contextlib.asynccontextmanager
-async def fleet_with(settings: Settings, output_dir: Path, **overrides: object) -> AsyncIterator[
-        tuple[ConsumerFleet, Settings]]:
-    """Every consumer as its own process, on a fresh queue prefix, with some settings changed."""
-    own = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}{uuid.uuid4().hex[:4]}",
-                                      "ai_provider": "simulated", **overrides})
-    fleet = ConsumerFleet(own, concurrency=4, log_dir=output_dir / f"fleet-{own.queue_prefix}")
-    fleet.start_all()
-    try:
-        yield fleet, own
-    finally:
-        fleet.stop()
-        with contextlib.suppress(Exception):
-            await delete_topology(own)
 
 
 def deps_for(settings: Settings, sessions) -> Deps:
