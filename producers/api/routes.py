@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.registry import estimate_for_site
+from consumers.run_control import get_or_create_config
 from producers.api import queries
 from producers.api.auth import current_account, request_session
 from producers.api.schemas import (
@@ -36,7 +37,7 @@ from producers.api.schemas import (
 )
 from producers.client import AutomationClient
 from shared.events import PauseRun, ResumeRun, StartRun
-from shared.models import Account, AutomationConfig, AutomationRun, RunRejection, Site
+from shared.models import Account, AutomationRun, RunRejection, Site
 from shared.schedule import next_run_at
 from shared.settings import Settings
 
@@ -85,21 +86,10 @@ async def run_or_404(session: AsyncSession, account: Account, run_id: str) -> Au
     return run
 
 
-async def config_of(session: AsyncSession, site: Site) -> AutomationConfig:
-    config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site.id))
-    if config is None:
-        config = AutomationConfig(site_id=site.id, is_enabled=False, frequency="daily", scheduled_time=time(2, 0),
-                                  **{f"stage_{n}_batch_size": s for n, s in {1: 20, 2: 1, 3: 20, 4: 1, 5: 1,
-                                                                              6: 1}.items()})
-        session.add(config)
-        await session.flush()
-    return config
-
-
 @router.get("/config/", response_model=ConfigOut, responses={404: {"model": Refusal}})
 async def get_config(site_id: SiteId, account: AccountDep, session: SessionDep) -> ConfigOut:
     site = await site_or_404(session, account, site_id)
-    config = await config_of(session, site)
+    config = await get_or_create_config(session, site.id)
     await session.commit()
     return queries.config_out(site, config)
 
@@ -107,7 +97,7 @@ async def get_config(site_id: SiteId, account: AccountDep, session: SessionDep) 
 @router.put("/update_config/", response_model=ConfigOut, responses={404: {"model": Refusal}})
 async def update_config(site_id: SiteId, update: ConfigUpdate, account: AccountDep, session: SessionDep) -> ConfigOut:
     site = await site_or_404(session, account, site_id)
-    config = await config_of(session, site)
+    config = await get_or_create_config(session, site.id)
     changes = update.model_dump(exclude_none=True)
     before = (config.is_enabled, config.frequency, config.scheduled_time, site.timezone)
     if "timezone" in changes:
