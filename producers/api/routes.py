@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 from sqlalchemy import select
@@ -46,7 +46,8 @@ WAIT_FOR_RUN_SECONDS = 10.0
 WAIT_FOR_STATE_SECONDS = 5.0
 
 SiteId = Annotated[int, Query(ge=1, le=2**31 - 1, description="The site's id.")]
-RunId = Annotated[str, Query(min_length=1, max_length=64, description="The run's id.")]
+RUN_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"  # what run ids are made of; anything else never reaches the database
+RunId = Annotated[str, Query(pattern=RUN_ID_PATTERN, description="The run's id.")]
 AccountDep = Annotated[Account, Depends(current_account)]
 LOG_LINE_CHOICES = (50, 100, 200, 500)
 
@@ -242,7 +243,6 @@ async def credits(account: AccountDep) -> Credits:
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, responses={404: {"model": Refusal}})
-async def run_detail(run_id: Annotated[str, ...], account: AccountDep, session: SessionDep) -> RunDetail:
-    if not 0 < len(run_id) <= 64:
-        raise HTTPException(404, f"run {run_id} not found")
+async def run_detail(run_id: Annotated[str, Path(pattern=RUN_ID_PATTERN, description="The run's id.")],
+                     account: AccountDep, session: SessionDep) -> RunDetail:
     return await queries.run_detail(session, await run_or_404(session, account, run_id))

@@ -183,6 +183,17 @@ async def test_another_accounts_ids_answer_404_and_change_nothing(client, sessio
     assert len(runs) == 1 and runs[0] in ("running", "completed")
 
 
+async def test_malformed_run_ids_are_refused_before_the_database(client, sessions):
+    _, key = await new_account(sessions)
+    for bad in ("M\x00\u00d5'\u00f9", "x" * 65, "run id with spaces"):
+        for method, path, params in (("post", "pause/", {"run_id": bad}), ("post", "resume/", {"run_id": bad}),
+                                     ("get", "logs/", {"run_id": bad})):
+            answer = await getattr(client, method)(f"{BASE}/{path}", params=params, headers=key)
+            assert answer.status_code == 422, (path, bad, answer.text)
+            assert "run_id" in [str(part) for error in answer.json()["detail"] for part in error["loc"]]
+    assert (await client.get(f"{BASE}/runs/bad%00id", headers=key)).status_code == 422
+
+
 async def test_openapi_docs_and_asyncapi_are_served(client):
     assert (await client.get("/docs")).status_code == 200
     paths = (await client.get("/openapi.json")).json()["paths"]
