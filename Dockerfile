@@ -1,4 +1,4 @@
-# One image for every process: migrate, control, stage1..stage7 (and later api, scheduler).
+# One image for every process: migrate, control, stage1..stage7, scheduler, api.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
@@ -12,4 +12,6 @@ RUN pip install .
 RUN useradd --create-home automation && mkdir -p /data/logs /data/media && chown -R automation /data
 USER automation
 ENV AUTOMATION_LOG_DIR=/data/logs AUTOMATION_MEDIA_DIR=/data/media
+# 8000: the API; 9100: /metrics, /healthz and /readyz of consumers and the scheduler (AUTOMATION_METRICS_PORT)
+EXPOSE 8000 9100
 ENTRYPOINT ["automation"]

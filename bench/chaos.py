@@ -15,7 +15,7 @@ import uuid
 
 from sqlalchemy import text
 
-from bench.pipeline import synthetic_keywords
+from bench.workload import synthetic_keywords
 from producers.client import AutomationClient
 from producers.progress import find_run_id, watch
 from shared.accounts import add_keywords, create_account, create_site

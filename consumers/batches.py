@@ -4,6 +4,10 @@ The batch row is the unit of idempotency. A batch is claimed only while pending 
 lease has run out) and its run is `running`; the AI call happens outside any transaction;
 then one transaction writes the outputs, the credit charge, the batch's `done` state, the
 stage counters and, for the stage's last batch, the stage result and `stage.N.completed`.
+
+Fairness: a run keeps at most `batch_window` of a stage's batch messages in the queue. Each
+finished batch emits the next one in the same transaction, so runs of several sites sharing
+a stage's queue take turns instead of one big run's backlog going first.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, text, update
+from sqlalchemy import Integer, cast, func, insert, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, StageWork
 from shared.automation_logger import RunRef
-from shared.credits import InsufficientCredits, charge
+from shared.credits import DEBIT_CTES, InsufficientCredits, charge_params, insufficient
+from shared.db import analyze_if_stale, autocommit_session
 from shared.events import ProcessBatch, RunStateChanged, StageCompleted
 from shared.messaging import PoisonMessage
 from shared.models import AutomationConfig, AutomationRun, RunStage, Site, StageBatch
@@ -39,12 +45,30 @@ async def relaxed_commit(session: AsyncSession) -> None:
     await session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
+class ClaimLost(Exception):
+    """The batch was handed to another consumer (our lease ran out) before we finished it."""
+
+
+@dataclass(frozen=True)
+class StageTotals:
+    """A stage's counters at the moment its last batch finished."""
+
+    stage: int
+    batches_total: int
+    items_in: int
+    items_out: int
+    credits: int
+    ai_calls: int
+
+
 @dataclass(frozen=True)
 class Claim:
     batch_id: int
     token: str
     item_ids: list[int]
     ctx: BatchContext
+    seq: int
+    batches_total: int  # of its stage, for the progress line
 
 
 async def lock_run(session: AsyncSession, run_id: str) -> tuple[AutomationRun, Site]:
@@ -64,9 +88,63 @@ def reclaimable(at: datetime) -> Any:
                (StageBatch.status == "claimed") & (StageBatch.lease_expires_at < at))
 
 
+EMIT_WINDOW = text("""
+    UPDATE stage_batches SET emitted_at = now()
+     WHERE id IN (SELECT id FROM stage_batches
+                   WHERE run_id = :run_pk AND stage = :stage AND emitted_at IS NULL AND status = 'pending'
+                   ORDER BY seq LIMIT :count FOR UPDATE SKIP LOCKED)
+ RETURNING id
+""")
+
+
+async def emit_window(session: AsyncSession, *, run_pk: int, run_id: str, stage: int, count: int | None) -> int:
+    """Queue the messages of the next `count` unemitted batches (all when None); returns how many.
+    One prepared statement: it runs after every batch, so it is not rebuilt each time."""
+    if count is not None and count <= 0:
+        return 0
+    emitted = (await session.scalars(EMIT_WINDOW, {"run_pk": run_pk, "stage": stage, "count": count})).all()
+    add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in sorted(emitted)))
+    return len(emitted)
+
+
+def window_size(deps: Deps) -> int | None:
+    """Batch messages a run keeps queued per stage; None means no window (emit everything)."""
+    return deps.settings.batch_window or None
+
+
+async def insert_batches(session: AsyncSession, run_pk: int, work: StageWork, site_id: int, size: int
+                         ) -> tuple[int, int]:
+    """Chunk the stage's eligible ids into batch rows inside the database (no id list in
+    memory, however big the stage); returns (batches, items)."""
+    eligible = work.eligible_ids(site_id).subquery()
+    numbered = select(eligible.c.id, (func.row_number().over(order_by=eligible.c.id) - 1).label("n")).subquery()
+    seq = cast(numbered.c.n // size, Integer)
+    chunks = (select(literal(run_pk), literal(work.number), seq,
+                     cast(func.array_agg(aggregate_order_by(numbered.c.id, numbered.c.id)), ARRAY(Integer)),
+                     literal("pending"), literal(0), literal(0), literal(0))
+              .group_by(seq))
+    inserted = (insert(StageBatch)
+                .from_select(["run_id", "stage", "seq", "item_ids", "status", "attempts", "items_out", "credits"],
+                             chunks)
+                .returning(func.cardinality(StageBatch.item_ids).label("item_count")).cte("inserted"))
+    batches, items = (await session.execute(
+        select(func.count(), func.coalesce(func.sum(inserted.c.item_count), 0)))).one()
+    return int(batches), int(items)
+
+
+def input_table(work: StageWork) -> str:
+    """The table a stage's items live in (that of the ids its seed query selects)."""
+    return str(work.eligible_ids(0).selected_columns[0].table.name)  # type: ignore[attr-defined]
+
+
 async def plan_stage(deps: Deps, run_id: str, work: StageWork) -> None:
-    """Split the stage's eligible items into batches; asked again, re-emit the open batches."""
+    """Split the stage's eligible items into batches and queue the first window of them;
+    asked again (resume, recovery), re-emit the open batches and top the window up."""
     stage = work.number
+    window = window_size(deps)
+    table = input_table(work)
+    if await analyze_if_stale(deps.sessions, table):
+        log.info("stage %d: statistics of %s refreshed before planning", stage, table)
     async with deps.sessions() as session, session.begin():
         run, site = await lock_run(session, run_id)
         ref = RunRef.of(run, site.account_id)
@@ -79,36 +157,34 @@ async def plan_stage(deps: Deps, run_id: str, work: StageWork) -> None:
                 return
             open_ids = (await session.scalars(
                 select(StageBatch.id).where(StageBatch.run_id == run.id, StageBatch.stage == stage,
-                                            reclaimable(now())).order_by(StageBatch.seq))).all()
+                                            StageBatch.emitted_at.is_not(None), reclaimable(now()))
+                .order_by(StageBatch.seq))).all()
             add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in open_ids))
-            deps.logger.log_stage_progress(session, ref, stage,
-                                           f"re-requested: {len(open_ids)} open batches emitted again")
+            topped_up = await emit_window(session, run_pk=run.id, run_id=run_id, stage=stage,
+                                          count=None if window is None else window - len(open_ids))
+            deps.logger.log_stage_progress(
+                session, ref, stage, f"re-requested: {len(open_ids)} open batches emitted again, "
+                                     f"{topped_up} more queued")
         else:
             config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site.id))
             size = config.batch_size(stage) if config else 1
-            item_ids = list((await session.scalars(work.eligible_ids(site.id))).all())
-            chunks = [item_ids[i:i + size] for i in range(0, len(item_ids), size)]
-            stage_row = RunStage(run_id=run.id, stage=stage, status="planned", batches_total=len(chunks),
-                                 batches_done=0, items_in=len(item_ids), items_out=0, credits=0, ai_calls=0)
+            batches, items = await insert_batches(session, run.id, work, site.id, size)
+            stage_row = RunStage(run_id=run.id, stage=stage, status="planned", batches_total=batches,
+                                 batches_done=0, items_in=items, items_out=0, credits=0, ai_calls=0)
             session.add(stage_row)
             run.current_stage = stage
             run.last_progress_at = now()
             deps.logger.log_stage_start(
-                session, ref, stage, f"{len(item_ids)} {work.input_name} in {len(chunks)} batches of up to {size}")
-            if chunks:
-                batch_ids = (await session.scalars(
-                    insert(StageBatch).returning(StageBatch.id),
-                    [{"run_id": run.id, "stage": stage, "seq": seq, "item_ids": chunk, "status": "pending",
-                      "attempts": 0, "items_out": 0, "credits": 0} for seq, chunk in enumerate(chunks)],
-                )).all()
-                add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in batch_ids))
+                session, ref, stage, f"{items} {work.input_name} in {batches} batches of up to {size}")
+            await session.flush()
+            if batches:
+                await emit_window(session, run_pk=run.id, run_id=run_id, stage=stage, count=window)
             else:
-                await session.flush()
-                await complete_stage(deps, session, ref, stage_row, work)
+                await complete_stage(deps, session, ref, StageTotals(stage, 0, items, 0, 0, 0), work)
     deps.relay.wake()
 
 
-async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_row: RunStage,
+async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_row: StageTotals,
                          work: StageWork) -> None:
     """Record the stage result and announce `stage.N.completed` (in the caller's transaction)."""
     stage = stage_row.stage
@@ -132,37 +208,39 @@ async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_r
 
 
 CLAIM = text("""
+    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
     UPDATE stage_batches AS b
        SET status = 'claimed', claim_token = :token, claimed_by = :worker,
            lease_expires_at = now() + make_interval(secs => :lease), attempts = b.attempts + 1
-      FROM automation_runs AS r, sites AS s
+      FROM automation_runs AS r, sites AS s, run_stages AS rs, relaxed
      WHERE b.id = :batch_id AND b.stage = :stage AND r.id = b.run_id AND r.run_id = :run_id
-       AND s.id = r.site_id AND r.status = 'running'
+       AND s.id = r.site_id AND r.status = 'running' AND rs.run_id = b.run_id AND rs.stage = b.stage
        AND (b.status = 'pending' OR (b.status = 'claimed' AND b.lease_expires_at < now()))
- RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id
+ RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id, b.seq, rs.batches_total
 """)
 
 
-async def claim_batch(deps: Deps, command: ProcessBatch) -> Claim | None:
+async def claim_batch(deps: Deps, command: ProcessBatch, session: AsyncSession) -> Claim | None:
     """Reserve the batch for this consumer, or None when there is nothing to do (done, held by a
-    live claim, or its run is not running). One statement: concurrent claimers serialize on the row."""
+    live claim, or its run is not running). One statement in an autocommit `session`, without
+    waiting for fsync (a lost claim only hands the batch out again): concurrent claimers
+    serialize on the row."""
     token = uuid.uuid4().hex
-    async with deps.sessions() as session, session.begin():
-        await relaxed_commit(session)
-        row = (await session.execute(CLAIM, {
-            "token": token, "worker": deps.worker_id, "lease": deps.settings.batch_lease_seconds,
-            "batch_id": command.batch_id, "stage": command.stage, "run_id": command.run_id})).first()
-        if row is None:
-            known = (await session.execute(
-                select(StageBatch.stage, AutomationRun.run_id)
-                .join(AutomationRun, AutomationRun.id == StageBatch.run_id)
-                .where(StageBatch.id == command.batch_id))).first()
-            if known is None or tuple(known) != (command.stage, command.run_id):
-                raise PoisonMessage(f"batch {command.batch_id} is not stage {command.stage} of run {command.run_id}")
-            return None
+    row = (await session.execute(CLAIM, {
+        "token": token, "worker": deps.worker_id, "lease": deps.settings.batch_lease_seconds,
+        "batch_id": command.batch_id, "stage": command.stage, "run_id": command.run_id})).first()
+    if row is None:
+        known = (await session.execute(
+            select(StageBatch.stage, AutomationRun.run_id)
+            .join(AutomationRun, AutomationRun.id == StageBatch.run_id)
+            .where(StageBatch.id == command.batch_id))).first()
+        if known is None or tuple(known) != (command.stage, command.run_id):
+            raise PoisonMessage(f"batch {command.batch_id} is not stage {command.stage} of run {command.run_id}")
+        return None
     run = RunRef(pk=row.run_pk, run_id=command.run_id, site_id=row.site_id, account_id=row.account_id)
     ctx = BatchContext(run=run, batch_id=command.batch_id, stage=command.stage, settings=deps.settings)
-    return Claim(batch_id=command.batch_id, token=token, item_ids=list(row.item_ids), ctx=ctx)
+    return Claim(batch_id=command.batch_id, token=token, item_ids=list(row.item_ids), ctx=ctx, seq=row.seq,
+                 batches_total=row.batches_total)
 
 
 async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
@@ -173,43 +251,74 @@ async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
             .values(status="pending", claim_token=None, lease_expires_at=None, error=error[:2000]))
 
 
+FINISH = text(f"""
+    WITH {DEBIT_CTES}, paid AS (
+        SELECT WHERE CAST(:amount AS integer) = 0 OR EXISTS (SELECT FROM debit)
+    ), batch AS (
+        UPDATE stage_batches SET status = 'done', items_out = :items_out, credits = :amount,
+               completed_at = now(), error = NULL
+          FROM paid
+         WHERE id = :batch_id AND status = 'claimed' AND claim_token = :token
+     RETURNING run_id, stage
+    ), counters AS (
+        UPDATE run_stages AS rs
+           SET batches_done = rs.batches_done + 1, items_out = rs.items_out + :items_out,
+               credits = rs.credits + :amount, ai_calls = rs.ai_calls + :ai_calls
+          FROM batch
+         WHERE rs.run_id = batch.run_id AND rs.stage = batch.stage
+     RETURNING rs.batches_done, rs.batches_total, rs.items_in, rs.items_out, rs.credits, rs.ai_calls
+    ), run AS (
+        UPDATE automation_runs AS r
+           SET total_credits_used = r.total_credits_used + :amount, last_progress_at = now()
+          FROM counters
+         WHERE r.id = :run_pk
+     RETURNING r.id
+    )
+    SELECT EXISTS (SELECT FROM paid) AS paid, counters.*, (SELECT count(*) FROM run) AS runs
+      FROM (SELECT 1) AS one LEFT JOIN counters ON true
+""")
+
+
 async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, outputs: Any) -> bool:
     """The one transaction that makes a batch's effects real; False if the claim was lost.
 
-    Rows are locked in one order everywhere (batch, outputs, account, run stage, run) so
-    concurrent batches of a run queue up instead of deadlocking.
+    Everything that touches only this batch's rows goes first (outputs, the refill of the run's
+    window, the log line); then one statement takes the rows every batch of the account and run
+    shares (the account's balance, the stage counters, the run) and the commit follows at once,
+    so those row locks are held for one statement instead of the whole transaction. The lock
+    order is the same everywhere (outputs, account, batch, run stage, run): no deadlocks.
     """
     ctx, run = claim.ctx, claim.ctx.run
-    async with deps.sessions() as session, session.begin():
-        seq = await session.scalar(
-            select(StageBatch.seq).where(StageBatch.id == claim.batch_id, StageBatch.status == "claimed",
-                                         StageBatch.claim_token == claim.token).with_for_update())
-        if seq is None:
-            log.warning("batch %s: claim lost before finishing; outputs discarded", claim.batch_id)
-            return False
-        written = await work.write(session, ctx, inputs, outputs) if inputs else None
-        items_out = written.items_out if written else 0
-        credits = written.credits if written else 0
-        await charge(session, account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,
-                     stage=ctx.stage)
-        await session.execute(
-            update(StageBatch).where(StageBatch.id == claim.batch_id)
-            .values(status="done", items_out=items_out, credits=credits, completed_at=now(), error=None))
-        stage_row = (await session.scalars(
-            update(RunStage).where(RunStage.run_id == run.pk, RunStage.stage == ctx.stage)
-            .values(batches_done=RunStage.batches_done + 1, items_out=RunStage.items_out + items_out,
-                    credits=RunStage.credits + credits, ai_calls=RunStage.ai_calls + (1 if inputs else 0))
-            .returning(RunStage).execution_options(populate_existing=True))).one()
-        await session.execute(
-            update(AutomationRun).where(AutomationRun.id == run.pk)
-            .values(total_credits_used=AutomationRun.total_credits_used + credits, last_progress_at=now())
-            .execution_options(synchronize_session=False))
-        deps.logger.log_stage_progress(
-            session, run, ctx.stage, f"batch {seq + 1}/{stage_row.batches_total} done: {len(claim.item_ids)} "
-                                     f"{work.input_name} -> {items_out} {work.output_name}, {credits} credits")
-        if stage_row.batches_done == stage_row.batches_total:
-            await complete_stage(deps, session, run, stage_row, work)
-    deps.relay.wake()
+    try:
+        async with deps.sessions() as session, session.begin():
+            written = await work.write(session, ctx, inputs, outputs) if inputs else None
+            items_out = written.items_out if written else 0
+            credits = written.credits if written else 0
+            refilled = await emit_window(session, run_pk=run.pk, run_id=run.run_id, stage=ctx.stage, count=1) \
+                if window_size(deps) is not None else 0
+            deps.logger.log_stage_progress(
+                session, run, ctx.stage, f"batch {claim.seq + 1}/{claim.batches_total} done: {len(claim.item_ids)} "
+                                         f"{work.input_name} -> {items_out} {work.output_name}, {credits} credits")
+            await session.flush()
+            row = (await session.execute(FINISH, {
+                **charge_params(account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,
+                                stage=ctx.stage),
+                "token": claim.token, "items_out": items_out, "ai_calls": 1 if inputs else 0,
+            })).one()
+            if not row.paid:
+                raise await insufficient(session, run.account_id, credits)
+            if row.batches_done is None:
+                raise ClaimLost
+            last = row.batches_done == row.batches_total
+            if last:
+                totals = StageTotals(stage=ctx.stage, batches_total=row.batches_total, items_in=row.items_in,
+                                     items_out=row.items_out, credits=row.credits, ai_calls=row.ai_calls)
+                await complete_stage(deps, session, run, totals, work)
+    except ClaimLost:
+        log.warning("batch %s: claim lost before finishing; outputs discarded", claim.batch_id)
+        return False
+    if refilled or last:
+        deps.relay.wake()
     return True
 
 
@@ -251,13 +360,20 @@ async def keep_lease(deps: Deps, claim: Claim) -> None:
 
 async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork) -> None:
     """Claim, load, call the AI, finish. Errors hand the batch back and go to the retry path."""
-    claim = await claim_batch(deps, command)
-    if claim is None:
-        return
+    claim: Claim | None = None
+    try:
+        async with autocommit_session(deps.sessions) as session:
+            claim = await claim_batch(deps, command, session)
+            if claim is None:
+                return
+            inputs = await work.load(session, claim.ctx.site_id, claim.item_ids)
+    except Exception as error:
+        # Released outside the block above: a handler never holds two pooled connections at once.
+        if claim is not None:
+            await release_claim(deps, claim, f"{type(error).__name__}: {error}")
+        raise
     heartbeat = asyncio.create_task(keep_lease(deps, claim))
     try:
-        async with deps.sessions() as session:
-            inputs = await work.load(session, claim.ctx.site_id, claim.item_ids)
         outputs = await work.generate(deps, inputs) if inputs else None
         await finish_batch(deps, claim, work, inputs, outputs)
     except InsufficientCredits as error:

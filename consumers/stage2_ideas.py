@@ -7,9 +7,12 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, Written
+from consumers.relevance import closest, significant_words
 from shared.ai.base import ClusterIn, IdeaOut, InvalidAIOutput
 from shared.ai.functions import GenerateIdeas
 from shared.models import Cluster, ContentIdea, Keyword
+
+TAKEN_TITLES = 200  # existing titles shown per batch so the AI avoids them: the prompt stays bounded
 
 
 def _eligible(site_id: int):  # type: ignore[no-untyped-def]
@@ -36,8 +39,11 @@ class IdeasStage:
                     for c, kws in rows]
         if not clusters:
             return [], frozenset()
-        taken = frozenset((await session.scalars(
-            select(ContentIdea.title).where(ContentIdea.site_id == site_id))).all())
+        # titles that could clash: the site's titles sharing the most words with the clusters' names
+        # (a site-wide list would grow with the site; the unique constraint rejects any clash missed)
+        taken = frozenset((await session.scalars(closest(
+            select(ContentIdea.title).where(ContentIdea.site_id == site_id), ContentIdea.title,
+            significant_words(c.name for c in clusters), TAKEN_TITLES))).all())
         return clusters, taken
 
     async def generate(self, deps: Deps, inputs: tuple[list[ClusterIn], frozenset[str]]

@@ -11,12 +11,12 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, Written
 from shared.ai.functions import GenerateImages
-from shared.models import Content, Image
+from shared.models import Image
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,7 @@ class ImagesStage:
         return select(Image.id).where(Image.site_id == site_id, Image.status == "pending").order_by(Image.id)
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[PendingImage]:
-        rows = (await session.execute(
-            select(Image.id, Image.site_id, Image.content_id, Image.prompt)
-            .where(Image.id.in_(item_ids), Image.site_id == site_id, Image.status == "pending")
-            .order_by(Image.id))).all()
+        rows = (await session.execute(LOAD_PENDING, {"ids": item_ids, "site_id": site_id})).all()
         return [PendingImage(id=r.id, site_id=r.site_id, content_id=r.content_id, prompt=r.prompt) for r in rows]
 
     async def generate(self, deps: Deps, inputs: list[PendingImage]) -> dict[int, StoredImage]:
@@ -69,23 +66,43 @@ class ImagesStage:
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: list[PendingImage],
                     outputs: dict[int, StoredImage]) -> Written:
-        generated: list[int] = []
-        for image_id, stored in outputs.items():
-            done = await session.scalar(
-                update(Image).where(Image.id == image_id, Image.status == "pending")
-                .values(status="generated", image_url=stored.url, width=stored.width, height=stored.height)
-                .returning(Image.content_id))
-            if done is not None:
-                generated.append(done)
-        content_ids = sorted(set(generated))
-        locked = (await session.scalars(select(Content.id).where(Content.id.in_(content_ids))
-                                        .order_by(Content.id).with_for_update())).all()
-        still_pending = exists().where(Image.content_id == Content.id, Image.status == "pending")
+        ids = list(outputs)
+        locked = (await session.execute(STORE_AND_LOCK_CONTENTS, {
+            "ids": ids, "urls": [outputs[i].url for i in ids], "widths": [outputs[i].width for i in ids],
+            "heights": [outputs[i].height for i in ids]})).all()
+        generated = sum(row.images for row in locked)
         if locked:
-            await session.execute(
-                update(Content).where(Content.id.in_(locked), Content.status == "draft", ~still_pending)
-                .values(status="review"))
-        return Written(items_out=len(generated), credits=GenerateImages.credits(len(generated)))
+            await session.execute(TO_REVIEW_WHEN_COMPLETE, {"ids": [row.id for row in locked]})
+        return Written(items_out=generated, credits=GenerateImages.credits(generated))
+
+
+# The batch's hot statements, prepared once: stage 6 runs a batch per image.
+LOAD_PENDING = text("""
+    SELECT id, site_id, content_id, prompt FROM images
+     WHERE id = ANY(CAST(:ids AS integer[])) AND site_id = :site_id AND status = 'pending'
+     ORDER BY id
+""")
+# Stores the images still pending, then locks their contents (in id order, as every writer
+# does) so that two batches finishing images of one content cannot both miss that it is complete.
+STORE_AND_LOCK_CONTENTS = text("""
+    WITH generated AS (
+        UPDATE images AS i SET status = 'generated', image_url = g.url, width = g.width, height = g.height
+          FROM unnest(CAST(:ids AS integer[]), CAST(:urls AS text[]), CAST(:widths AS integer[]),
+                      CAST(:heights AS integer[])) AS g(id, url, width, height)
+         WHERE i.id = g.id AND i.status = 'pending'
+     RETURNING i.content_id
+    ), images_per_content AS (
+        SELECT content_id, count(*) AS images FROM generated GROUP BY content_id
+    )
+    SELECT c.id, n.images FROM content AS c JOIN images_per_content AS n ON n.content_id = c.id
+     ORDER BY c.id FOR UPDATE OF c
+""")
+# A separate statement, so it sees images that other batches committed while we waited for the lock.
+TO_REVIEW_WHEN_COMPLETE = text("""
+    UPDATE content AS c SET status = 'review'
+     WHERE c.id = ANY(CAST(:ids AS integer[])) AND c.status = 'draft'
+       AND NOT EXISTS (SELECT FROM images AS i WHERE i.content_id = c.id AND i.status = 'pending')
+""")
 
 
 def _write_file(path: Path, data: bytes) -> None:

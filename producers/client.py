@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from prometheus_client import CollectorRegistry
+
 from shared.events import Message, PauseRun, ResumeRun, StartRun
 from shared.messaging import make_broker
 from shared.outbox import publish
@@ -18,9 +20,11 @@ from shared.topology import Topology, declare_topology
 class AutomationClient:
     """`async with AutomationClient(settings) as client: await client.start_run(site_id)`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
+                 app_name: str = "client") -> None:
+        """`registry`: count the published messages there (FastStream's `faststream_published_*`)."""
         self.topology = Topology.from_settings(settings)
-        self.broker = make_broker(settings)
+        self.broker = make_broker(settings, registry=registry, app_name=app_name)
 
     async def __aenter__(self) -> AutomationClient:
         await self.broker.start()

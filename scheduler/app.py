@@ -1,4 +1,7 @@
-"""Composition root of `automation scheduler`: APScheduler in asyncio, publishing through the client."""
+"""Composition root of `automation scheduler`: APScheduler in asyncio, publishing through the client.
+
+With `AUTOMATION_METRICS_PORT` set it serves /metrics, /healthz and /readyz (`shared.health`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from producers.client import AutomationClient
 from scheduler.service import SchedulerService
 from shared.db import make_engine, make_sessionmaker
+from shared.health import broker_check, database_check, ops_server
+from shared.metrics import REGISTRY
 from shared.settings import Settings
 
 log = logging.getLogger("automation.scheduler")
@@ -24,8 +29,12 @@ async def run_scheduler(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    client = AutomationClient(settings, registry=REGISTRY, app_name="scheduler")
+    ops = ops_server(settings, {"database": database_check(engine), "broker": broker_check(client.broker)})
     try:
-        async with AutomationClient(settings) as client:
+        if ops is not None:
+            await ops.start()
+        async with client:
             service = SchedulerService(make_sessionmaker(engine), client.send,
                                        grace_seconds=settings.schedule_grace_seconds)
             scheduler = AsyncIOScheduler(timezone=UTC)
@@ -37,4 +46,6 @@ async def run_scheduler(settings: Settings) -> None:
             await stop.wait()
             scheduler.shutdown(wait=False)
     finally:
+        if ops is not None:
+            await ops.stop()
         await engine.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import Account, CreditLedger
@@ -74,22 +74,41 @@ def estimate_from_counts(keywords: int, clusters: int, ideas: int, tasks: int, d
     return Estimate(per_stage=per_stage, counts=counts)
 
 
+# The conditional debit and its ledger row as two CTEs, `debit` and `ledger`: shared by `charge` and by
+# the batch finish statement (consumers.batches.FINISH), which takes the account's row lock last.
+DEBIT_CTES = """
+    debit AS (
+        UPDATE accounts SET credits_balance = credits_balance - :amount
+         WHERE id = :account_id AND credits_balance >= :amount AND :amount > 0
+     RETURNING id
+    ), ledger AS (
+        INSERT INTO credit_ledger (account_id, run_id, batch_id, stage, delta, reason)
+        SELECT id, :run_pk, :batch_id, :stage, -CAST(:amount AS integer), :reason FROM debit
+     RETURNING id
+    )"""
+CHARGE = text(f"WITH {DEBIT_CTES} SELECT id FROM ledger")
+
+
+def charge_params(*, account_id: int, amount: int, run_pk: int, batch_id: int, stage: int) -> dict[str, object]:
+    return {"amount": amount, "account_id": account_id, "run_pk": run_pk, "batch_id": batch_id, "stage": stage,
+            "reason": f"stage {stage} batch"}
+
+
+async def insufficient(session: AsyncSession, account_id: int, amount: int) -> InsufficientCredits:
+    """The error for a debit the balance could not cover, with the balance as it is now."""
+    balance = await session.scalar(select(Account.credits_balance).where(Account.id == account_id))
+    return InsufficientCredits(amount, int(balance or 0))
+
+
 async def charge(session: AsyncSession, *, account_id: int, amount: int, run_pk: int, batch_id: int,
                  stage: int) -> None:
     """Debit `amount` and write the ledger row; never below zero, at most once per batch."""
     if amount <= 0:
         return
-    debited = await session.scalar(
-        update(Account)
-        .where(Account.id == account_id, Account.credits_balance >= amount)
-        .values(credits_balance=Account.credits_balance - amount)
-        .returning(Account.credits_balance)
-    )
-    if debited is None:
-        balance = await session.scalar(select(Account.credits_balance).where(Account.id == account_id))
-        raise InsufficientCredits(amount, int(balance or 0))
-    session.add(CreditLedger(account_id=account_id, run_id=run_pk, batch_id=batch_id, stage=stage,
-                             delta=-amount, reason=f"stage {stage} batch"))
+    charged = await session.scalar(CHARGE, charge_params(account_id=account_id, amount=amount, run_pk=run_pk,
+                                                         batch_id=batch_id, stage=stage))
+    if charged is None:
+        raise await insufficient(session, account_id, amount)
 
 
 async def grant(session: AsyncSession, account_id: int, amount: int, reason: str) -> int:

@@ -19,6 +19,8 @@ from aio_pika.abc import AbstractIncomingMessage
 from faststream import BaseMiddleware
 from faststream.exceptions import SubscriberNotFound
 from faststream.rabbit import RabbitBroker
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from shared.settings import Settings
@@ -124,9 +126,24 @@ def failure_middleware(router: FailureRouter) -> type[BaseMiddleware]:
     return FailureMiddleware
 
 
-def make_broker(settings: Settings, router: FailureRouter | None = None, **kwargs: Any) -> RabbitBroker:
-    """A broker wired with the failure routing (the router learns its broker here)."""
-    middlewares = (failure_middleware(router),) if router is not None else ()
+def make_broker(settings: Settings, router: FailureRouter | None = None, *,
+                registry: CollectorRegistry | None = None, app_name: str = "automation",
+                **kwargs: Any) -> RabbitBroker:
+    """A broker wired with the failure routing (the router learns its broker here) and, given a
+    Prometheus `registry`, FastStream's metrics (`faststream_*`, labelled `app_name`).
+
+    Failures are still counted although the failure middleware swallows them: the Prometheus
+    middleware counts in its `consume_scope`, which wraps the handler call and sees the exception
+    (status `error`, and `faststream_received_processed_messages_exceptions_total`), while the
+    failure middleware acts in `after_processed`, when the middleware stack is left afterwards.
+    The failure middleware stays first, the outermost, so this holds even if it ever moves into
+    `consume_scope` (pinned by `tests/unit/test_metrics.py`).
+    """
+    middlewares: list[Any] = []
+    if router is not None:
+        middlewares.append(failure_middleware(router))
+    if registry is not None:
+        middlewares.append(RabbitPrometheusMiddleware(registry=registry, app_name=app_name))
     broker = RabbitBroker(settings.amqp_url, middlewares=middlewares, log_level=logging.DEBUG, **kwargs)
     if router is not None:
         router.broker = broker

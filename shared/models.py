@@ -172,6 +172,9 @@ class Cluster(Base):
     __table_args__ = (
         UniqueConstraint("site_id", "name"),
         CheckConstraint("status IN ('new', 'mapped')", name="cluster_status_known"),
+        # trigram index for stage 1's word matching (consumers/relevance.py), migration 0005
+        Index("clusters_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"},
+              postgresql_with={"fastupdate": "off"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -187,6 +190,9 @@ class ContentIdea(Base):
     __table_args__ = (
         UniqueConstraint("site_id", "title"),
         CheckConstraint("status IN ('new', 'queued')", name="idea_status_known"),
+        # trigram index for stage 2's word matching (consumers/relevance.py), migration 0005
+        Index("ideas_title_trgm", "title", postgresql_using="gin", postgresql_ops={"title": "gin_trgm_ops"},
+              postgresql_with={"fastupdate": "off"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -298,6 +304,7 @@ class StageBatch(Base):
         UniqueConstraint("run_id", "stage", "seq"),
         CheckConstraint("status IN ('pending', 'claimed', 'done')", name="batch_status_known"),
         Index("batches_open", "run_id", "stage", postgresql_where=text("status <> 'done'")),
+        Index("batches_unemitted", "run_id", "stage", "seq", postgresql_where=text("emitted_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -310,6 +317,8 @@ class StageBatch(Base):
     claim_token: Mapped[str | None] = mapped_column(String(64))
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    emitted_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="When its message was queued; NULL while it waits outside the run's window.")
     items_out: Mapped[int] = mapped_column(Integer, default=0)
     credits: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)

@@ -12,7 +12,7 @@ import json
 import logging
 
 from faststream.rabbit import RabbitBroker
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.events import Message
@@ -65,12 +65,13 @@ class OutboxRelay:
         while True:
             async with self.sessions() as session, session.begin():
                 # a lost delete only re-sends (consumers are idempotent): no need to wait for fsync
-                await session.execute(text("SET LOCAL synchronous_commit = off"))
+                relaxed = select(func.set_config("synchronous_commit", "off", True)).cte("relaxed")
                 rows = (await session.execute(
                     select(OutboxMessage.id, OutboxMessage.routing_key, OutboxMessage.payload)
-                                        .order_by(OutboxMessage.id)
+                    .join(relaxed, true())
+                    .order_by(OutboxMessage.id)
                     .limit(RELAY_CHUNK)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(of=OutboxMessage, skip_locked=True)
                 )).all()
                 if not rows:
                     return total

@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     image_width: int = Field(512, ge=16, le=4096)
     image_height: int = Field(288, ge=16, le=4096)
     concurrency: int = Field(4, ge=1, le=256, description="Default messages in flight per consumer.")
+    db_pool_size: int = Field(
+        8, ge=1, le=200,
+        description="Database connections per consumer process (a quarter more in overflow). The AI call "
+        "holds none, so a high concurrency needs few: batches beyond it wait a moment for the database.",
+    )
+    batch_window: int = Field(
+        16, ge=0, le=100000,
+        description="Batch messages a run keeps queued per stage, refilled as they finish, so one big run "
+        "cannot starve other sites' runs sharing the stage's queue (0 = emit every batch at once).",
+    )
     outbox_poll_seconds: float = Field(1.0, gt=0, description="How often unsent outbox rows are swept.")
     batch_lease_seconds: int = Field(
         60, ge=3, description="How long a claim lasts without renewal; consumers renew it every third of it."
@@ -56,6 +66,16 @@ class Settings(BaseSettings):
     schedule_grace_seconds: int = Field(3600, ge=0, description="A slot missed by less than this still fires.")
     schedule_resync_seconds: float = Field(30.0, gt=0, le=60, description="How often the scheduler rereads configs.")
     credit_buffer: float = Field(1.2, ge=1.0, description="A run starts only if balance >= estimate x this.")
+    metrics_port: int = Field(
+        9100, ge=0, le=65535,
+        description="Port on which consumer and scheduler processes serve /metrics, /healthz and /readyz; "
+        "0 disables it. The API serves them on its own port.",
+    )
+    metrics_host: str = Field("0.0.0.0", description="Interface the metrics port listens on.")
+    metrics_refresh_seconds: float = Field(
+        5.0, gt=0, le=300,
+        description="How often the control and API processes reread the pipeline-state gauges from the database.",
+    )
 
     @field_validator("database_url")
     @classmethod

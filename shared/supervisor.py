@@ -31,24 +31,45 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class ConsumerFleet:
+    """The consumers of one machine. Processes on one host cannot share a metrics port, so none
+    serves /metrics, /healthz and /readyz unless given a port: `metrics_ports` names the port of
+    one replica of each process (`{"control": 9100, "stage1": 9101}`; a replica started while
+    another holds the port gets none), `start(name, metrics_port=)` that of any replica;
+    `metrics_url(name)` says where to find it."""
+
     settings: Settings
     concurrency: int = 4
     log_dir: Path | None = None
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
     peak_rss: dict[str, int] = field(default_factory=dict)
+    ports_by_pid: dict[int, int] = field(default_factory=dict)
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, metrics_port: int | None = None) -> subprocess.Popen[bytes]:
         """Start one more replica of `name` (control, stage1 ... stage7)."""
         command = [sys.executable, "-m", "shared.cli", "consume", name, "--concurrency", str(self.concurrency)]
+        if metrics_port is None:  # the configured port, unless a live replica holds it
+            held = {self.ports_by_pid.get(p.pid) for p in self.processes.get(name, []) if p.poll() is None}
+            metrics_port = self.metrics_ports.get(name, 0)
+            metrics_port = 0 if metrics_port in held else metrics_port
+        env = settings_env(self.settings)
+        env["AUTOMATION_METRICS_PORT"] = str(metrics_port)
         output = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             replica = len(self.processes.get(name, []))
             output = (self.log_dir / f"{name}-{replica}.out").open("ab")  # type: ignore[assignment]
-        process = subprocess.Popen(command, env=settings_env(self.settings), stdout=output,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
         self.processes.setdefault(name, []).append(process)
+        self.ports_by_pid[process.pid] = metrics_port
         return process
+
+    def metrics_url(self, name: str, index: int = 0) -> str:
+        """Base URL of a replica's /metrics, /healthz and /readyz (it must have been given a port)."""
+        port = self.ports_by_pid.get(self.processes[name][index].pid, 0)
+        if not port:
+            raise LookupError(f"{name} replica {index} serves no metrics port")
+        return f"http://127.0.0.1:{port}"
 
     def start_all(self, names: tuple[str, ...] = ALL_PROCESSES) -> None:
         for name in names:
@@ -86,3 +107,4 @@ class ConsumerFleet:
                 process.kill()
                 process.wait()
         self.processes.clear()
+        self.ports_by_pid.clear()

@@ -45,7 +45,9 @@ def output_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(output_dir: Path) -> Settings:
     return Settings(database_url=f"{PG_URL}/automation_test_{RUN_ID}", amqp_url=AMQP_URL,
                     queue_prefix=f"t{RUN_ID}", log_dir=output_dir / "logs", media_dir=output_dir / "media",
-                    ai_provider=os.environ.get("AUTOMATION_TEST_AI_PROVIDER", "local"), outbox_poll_seconds=0.5)
+                    ai_provider=os.environ.get("AUTOMATION_TEST_AI_PROVIDER", "local"), outbox_poll_seconds=0.5,
+                    metrics_port=0, metrics_host="127.0.0.1",  # a process serves metrics only when a test asks
+                    db_pool_size=3)  # two test workers' fleets side by side stay within max_connections (100)
 
 
 @pytest.fixture(scope="session")

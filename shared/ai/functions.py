@@ -3,6 +3,7 @@ GenerateImagePrompts, GenerateImages.
 
 Each takes one batch, calls the provider, and checks the output before the stage may write
 it: an empty or inconsistent answer is an `InvalidAIOutput` (retryable), never a success.
+Every provider call is timed (`automation_ai_call_duration_seconds`).
 `credits()` is the seed's rate for what the function produced.
 """
 
@@ -26,6 +27,7 @@ from shared.ai.base import (
     KeywordIn,
 )
 from shared.credits import stage_cost
+from shared.metrics import timed_ai_call
 
 
 class AutoCluster:
@@ -35,7 +37,8 @@ class AutoCluster:
         self.provider = provider
 
     async def execute(self, keywords: Sequence[KeywordIn], existing: Sequence[ExistingCluster]) -> list[ClusterOut]:
-        clusters = await self.provider.cluster_keywords(list(keywords), list(existing))
+        clusters = await timed_ai_call("AutoCluster", self.provider,
+                                       self.provider.cluster_keywords(list(keywords), list(existing)))
         given = sorted(k.id for k in keywords)
         assigned = sorted(i for c in clusters for i in c.keyword_ids)
         if assigned != given:
@@ -61,7 +64,8 @@ class GenerateIdeas:
         results: dict[int, list[IdeaOut]] = {}
         taken = {t.casefold() for t in taken_titles}
         for cluster in clusters:
-            ideas = await self.provider.generate_ideas(cluster, frozenset(taken))
+            ideas = await timed_ai_call("GenerateIdeas", self.provider,
+                                        self.provider.generate_ideas(cluster, frozenset(taken)))
             if not ideas:
                 raise InvalidAIOutput(f"GenerateIdeas returned no idea for cluster {cluster.id}")
             for idea in ideas:
@@ -84,7 +88,8 @@ class GenerateContent:
         self.provider = provider
 
     async def execute(self, ideas: Sequence[IdeaIn]) -> dict[int, ArticleOut]:
-        articles = await asyncio.gather(*(self.provider.generate_content(idea) for idea in ideas))
+        articles = await asyncio.gather(*(timed_ai_call("GenerateContent", self.provider,
+                                                        self.provider.generate_content(idea)) for idea in ideas))
         for idea, article in zip(ideas, articles, strict=True):
             if not article.title.strip() or article.word_count <= 0 or not article.html.strip():
                 raise InvalidAIOutput(f"GenerateContent returned an empty article for idea {idea.id}")
@@ -104,7 +109,8 @@ class GenerateImagePrompts:
         self.provider = provider
 
     async def execute(self, articles: Sequence[ArticleIn]) -> dict[int, list[ImagePromptOut]]:
-        results = await asyncio.gather(*(self.provider.generate_image_prompts(a) for a in articles))
+        results = await asyncio.gather(*(timed_ai_call("GenerateImagePrompts", self.provider,
+                                                       self.provider.generate_image_prompts(a)) for a in articles))
         for article, prompts in zip(articles, results, strict=True):
             positions = [p.position for p in prompts]
             if not prompts or len(set(positions)) != len(positions) or any(not p.prompt.strip() for p in prompts):
@@ -124,7 +130,9 @@ class GenerateImages:
 
     async def execute(self, prompts: dict[int, str], width: int, height: int) -> dict[int, ImageOut]:
         ids = list(prompts)
-        images = await asyncio.gather(*(self.provider.generate_image(prompts[i], width, height) for i in ids))
+        images = await asyncio.gather(*(timed_ai_call("GenerateImages", self.provider,
+                                                      self.provider.generate_image(prompts[i], width, height))
+                                        for i in ids))
         for image_id, image in zip(ids, images, strict=True):
             if not image.png.startswith(b"\x89PNG"):
                 raise InvalidAIOutput(f"GenerateImages returned no PNG for image {image_id}")

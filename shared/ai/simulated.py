@@ -1,7 +1,10 @@
 """A provider with a configurable latency and trivial output, for benchmarks.
 
-It measures the pipeline, not the AI: every call sleeps `latency_ms` (±20% jitter) and
-answers with small but valid, input-specific output.
+It measures the pipeline, not the AI: every call sleeps about `latency_ms` (uniformly within
+±`jitter`, 20% by default, so the mean is `latency_ms`) and answers with small but valid,
+input-specific output. Every method is exactly one simulated call, which is what lets the bench
+compute the ideal wall time of a run from its call counts. `AUTOMATION_AI_LATENCY_MS` sets the
+latency of the consumers' provider; `automation bench --latency-ms` sets it for a measurement.
 """
 
 from __future__ import annotations
@@ -37,14 +40,20 @@ def _tiny_png(seed: int) -> bytes:
 class SimulatedProvider:
     name = "simulated"
 
-    def __init__(self, latency_ms: int = 0) -> None:
+    def __init__(self, latency_ms: int = 0, jitter: float = 0.2, seed: int | None = None) -> None:
+        if latency_ms < 0 or not 0 <= jitter < 1:
+            raise ValueError("latency_ms must be >= 0 and jitter in [0, 1)")
         self.latency_ms = latency_ms
+        self.jitter = jitter
+        self._random = random.Random(seed)
+
+    def delay_seconds(self) -> float:
+        """One call's latency: `latency_ms` ± `jitter` (uniform, so the mean is `latency_ms`)."""
+        return self.latency_ms * self._random.uniform(1 - self.jitter, 1 + self.jitter) / 1000
 
     async def _wait(self) -> None:
-        if self.latency_ms > 0:
-            await asyncio.sleep(self.latency_ms * random.uniform(0.8, 1.2) / 1000)
-        else:
-            await asyncio.sleep(0)
+        # sleep(0) at zero latency still yields, as a real network call would
+        await asyncio.sleep(self.delay_seconds() if self.latency_ms > 0 else 0)
 
     async def cluster_keywords(self, keywords: list[KeywordIn], existing: list[ExistingCluster]) -> list[ClusterOut]:
         await self._wait()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from shared.settings import Settings
-from shared.supervisor import ConsumerFleet, settings_env
+from shared.supervisor import ALL_PROCESSES, ConsumerFleet, settings_env
 from shared.topology import Topology
 
 
@@ -70,13 +70,15 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def fleet_with(settings: Settings, output_dir: Path, **overrides: object) -> AsyncIterator[
-        tuple[ConsumerFleet, Settings]]:
+async def fleet_with(settings: Settings, output_dir: Path, *, metrics: bool = False, **overrides: object
+                     ) -> AsyncIterator[tuple[ConsumerFleet, Settings]]:
     """Every consumer as its own process, on a fresh queue prefix (removed afterwards), with the
-    simulated provider unless `overrides` say otherwise."""
+    simulated provider unless `overrides` say otherwise; with `metrics`, each on a free metrics port
+    (`fleet.metrics_url(name)`)."""
     own = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}{uuid.uuid4().hex[:4]}",
                                       "ai_provider": "simulated", **overrides})
-    fleet = ConsumerFleet(own, concurrency=4, log_dir=output_dir / f"fleet-{own.queue_prefix}")
+    ports = {name: free_port() for name in ALL_PROCESSES} if metrics else {}
+    fleet = ConsumerFleet(own, concurrency=4, log_dir=output_dir / f"fleet-{own.queue_prefix}", metrics_ports=ports)
     fleet.start_all()
     try:
         yield fleet, own

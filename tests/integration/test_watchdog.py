@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from consumers.batches import claim_batch, now
+from consumers.batches import Claim, claim_batch, now
 from consumers.watchdog import fail_stale_runs, reissue_expired_batches
+from shared.db import autocommit_session
 from shared.events import ProcessBatch, StartRun
 from shared.models import AutomationRun, RunLogLine, StageBatch
 from tests.support import Bus, dispatch, drain_outbox
@@ -29,9 +30,14 @@ async def started_run(deps, make_site) -> tuple[AutomationRun, list[ProcessBatch
     return run, batches
 
 
+async def claim_as_consumer(deps, command: ProcessBatch) -> Claim | None:
+    async with autocommit_session(deps.sessions) as session:
+        return await claim_batch(deps, command, session)
+
+
 async def test_a_batch_whose_lease_ran_out_is_handed_out_again(deps, make_site):
     run, batches = await started_run(deps, make_site)
-    claim = await claim_batch(deps, batches[0])  # a consumer claims it ... and dies
+    claim = await claim_as_consumer(deps, batches[0])  # a consumer claims it ... and dies
     assert claim is not None
     assert await reissue_expired_batches(deps) == 0  # lease still live: left alone
     async with deps.sessions() as session, session.begin():
@@ -45,7 +51,7 @@ async def test_a_batch_whose_lease_ran_out_is_handed_out_again(deps, make_site):
         lines = (await session.scalars(select(RunLogLine.message).where(RunLogLine.run_id == run.id))).all()
     assert batch.status == "pending" and batch.error.startswith("lease of pytest expired")
     assert any("watchdog: batch 1 re-issued, the lease of pytest expired" in line for line in lines)
-    assert await claim_batch(deps, reissued[0]) is not None  # and another consumer can take it
+    assert await claim_as_consumer(deps, reissued[0]) is not None  # and another consumer can take it
 
 
 async def test_a_run_without_progress_is_failed_and_its_lock_released(deps, make_site):

@@ -6,7 +6,6 @@ import asyncio
 import io
 import re
 import statistics
-import time
 import xml.etree.ElementTree as ElementTree
 from itertools import combinations
 
@@ -145,16 +144,14 @@ def test_clustering_is_deterministic_and_handles_edge_cases() -> None:
     assert sorted(kid for result in odd for kid in result.keyword_ids) == [1, 2]
 
 
-def test_a_batch_against_fifty_clusters_is_fast() -> None:
+def test_a_batch_against_fifty_clusters_assigns_every_keyword_once() -> None:
+    """Its speed is a bench figure (`automation bench`), not a timed assertion."""
     texts = [k for k, _ in demo_keywords()] * 2
     existing = [ExistingCluster(i, f"Cluster {i}", tuple(texts[20 + i * 12 : 32 + i * 12])) for i in range(50)]
     batch = [KeywordIn(i, text) for i, text in enumerate(texts[:20])]
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        run(provider.cluster_keywords(batch, existing))
-        timings.append(time.perf_counter() - started)
-    assert statistics.median(timings) < 0.05
+    results = run(provider.cluster_keywords(batch, existing))
+    assert sorted(kid for result in results for kid in result.keyword_ids) == list(range(20))
+    assert all(r.existing_id is None or 0 <= r.existing_id < 50 for r in results)
 
 
 # ---------------------------------------------------------------------------------------------- ideas
@@ -234,11 +231,10 @@ def test_articles_about_different_ideas_share_few_sentences(articles: list[tuple
         assert len(first & second) / min(len(first), len(second)) <= 0.10
 
 
-def test_articles_are_deterministic_and_fast(articles: list[tuple[IdeaIn, ArticleOut]]) -> None:
+def test_articles_are_deterministic(articles: list[tuple[IdeaIn, ArticleOut]]) -> None:
+    """Their speed is printed by `automation bench`, not asserted here."""
     idea, article = articles[0]
-    started = time.perf_counter()
     again = [run(provider.generate_content(idea)) for _ in range(5)]
-    assert (time.perf_counter() - started) / 5 < 0.03
     assert all(copy == article for copy in again)
 
 
@@ -294,13 +290,7 @@ def test_images_are_real_pngs_of_the_asked_size() -> None:
     assert run(provider.generate_image("A watercolour of sourdough loaves.", 512, 288)).png != image.png
 
 
-def test_images_are_fast_and_reject_bad_input() -> None:
-    timings = []
-    for n in range(5):
-        started = time.perf_counter()
-        run(provider.generate_image(f"Prompt number {n} about home solar panels.", 512, 288))
-        timings.append(time.perf_counter() - started)
-    assert statistics.median(timings) < 0.03
+def test_images_reject_bad_input() -> None:
     with pytest.raises(InvalidAIOutput):
         run(provider.generate_image("something", 0, 288))
     with pytest.raises(InvalidAIOutput):

@@ -1,0 +1,237 @@
+"""The scenarios of `automation bench`: what each measures, prints and compares with its goal.
+
+- efficiency: a run with simulated latency L against its ideal, Σ_stages ceil(calls / concurrency) x L.
+- seed-design: the same work done the seed's way (one worker, sequential), and the speed-up.
+- overhead: zero latency, so the wall time is pure pipeline: batch messages per second.
+- scale: zero latency at growing sizes: wall, messages/s and every process's peak memory.
+- fairness: small sites' times beside a big site's run, with and without the batch window.
+- provider: the offline provider's own speed (articles and images per second, one process).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bench.fairness import FairnessRound, measure_fairness
+from bench.pipeline import PipelineRun, measure_pipeline
+from bench.report import Report, megabytes, table
+from bench.seed_design import measure_seed_design
+from bench.workload import AI_STAGES
+from shared.settings import Settings
+
+COUNTED = ("clusters", "ideas", "tasks", "contents", "in_review", "images", "credits")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and knobs of every scenario (full by default, tiny with --quick)."""
+
+    quick: bool = False
+    concurrency: int = 8
+    latency_ms: int = 200
+    efficiency_keywords: int = 500
+    overhead_keywords: int = 1000
+    scale_sizes: tuple[int, ...] = (1000, 10_000, 100_000)
+    fairness_big: int = 5000
+    fairness_small: int = 50
+    fairness_sites: int = 10
+    fairness_latency_ms: int = 200
+    fairness_concurrency: int = 64
+    fairness_window: int = 2  # the window the goal is judged on
+    fairness_windows: tuple[int, ...] = (2, 8, 0)  # measured side by side (0: every batch queued at once)
+    fairness_warmup: bool = True
+    provider_items: int = 40
+    max_rss_mb: float = 150.0
+    max_growth: float = 0.10
+    replicas: int = 1  # consumer processes per batch stage in overhead and scale
+
+    @classmethod
+    def make(cls, quick: bool, concurrency: int, latency_ms: int | None, sizes: list[int] | None,
+             replicas: int = 1) -> Plan:
+        if not quick:
+            return cls(concurrency=concurrency, replicas=replicas, latency_ms=200 if latency_ms is None else latency_ms,
+                       fairness_latency_ms=200 if latency_ms is None else latency_ms,
+                       scale_sizes=tuple(sizes or cls.scale_sizes))
+        latency = 50 if latency_ms is None else latency_ms
+        return cls(quick=True, concurrency=concurrency, replicas=replicas, latency_ms=latency, efficiency_keywords=24,
+                   overhead_keywords=100, scale_sizes=tuple(sizes or (100, 200)), fairness_big=120,
+                   fairness_small=24, fairness_sites=2, fairness_windows=(2, 0), fairness_latency_ms=latency,
+                   fairness_warmup=False, provider_items=5)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    plan: Plan
+    report: Report
+    _pipelines: dict[tuple[int, int, int, int], PipelineRun | Exception] = field(default_factory=dict)
+
+    async def pipeline(self, keywords: int, latency_ms: int, concurrency: int, replicas: int = 1) -> PipelineRun:
+        """One measured run per (keywords, latency, concurrency) per invocation: scenarios that need the
+        same run (efficiency and seed-design, overhead and scale) share it."""
+        key = (keywords, latency_ms, concurrency, replicas)
+        if key not in self._pipelines:
+            self.report.say(f"  running the pipeline: {keywords:,} keywords, {latency_ms} ms latency, "
+                            f"concurrency {concurrency}, {replicas} process(es) per stage ...")
+            try:
+                self._pipelines[key] = await measure_pipeline(self.settings, keywords, latency_ms, concurrency,
+                                                              replicas)
+            except Exception as error:
+                self._pipelines[key] = error
+        found = self._pipelines[key]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
+def ideal_seconds(calls: int, concurrency: int, latency_ms: int) -> float:
+    return math.ceil(calls / concurrency) * latency_ms / 1000
+
+
+def ai_calls(run: PipelineRun, stage: int) -> int:
+    """The run's AI calls at a stage (stage 3 counts batches in `ai_calls` but calls nothing)."""
+    return next((s.ai_calls for s in run.stages if s.stage == stage), 0) if stage in AI_STAGES else 0
+
+
+async def efficiency(ctx: Context) -> None:
+    plan, report = ctx.plan, ctx.report
+    run = await ctx.pipeline(plan.efficiency_keywords, plan.latency_ms, plan.concurrency)
+    rows, ideal = [], 0.0
+    for stage in run.stages:
+        calls = ai_calls(run, stage.stage)
+        stage_ideal = ideal_seconds(calls, plan.concurrency, plan.latency_ms)
+        ideal += stage_ideal
+        rows.append((f"stage {stage.stage}", stage.batches, calls, stage_ideal, stage.started, stage.wall,
+                     stage_ideal / stage.wall if calls and stage.wall > 0 else float("nan")))
+    value = ideal / run.wall
+    report.say(f"{run.keywords:,} keywords, simulated latency {plan.latency_ms} ms ±20%, concurrency "
+               f"{plan.concurrency} per stage process, one process per stage")
+    report.say(table(("stage", "batches", "AI calls", "ideal s", "starts at s", "wall s", "efficiency"), rows))
+    report.say(f"ideal {ideal:.1f}s (Σ ceil(calls / {plan.concurrency}) x {plan.latency_ms} ms), "
+               f"measured {run.wall:.1f}s (start command → run completed): efficiency {value:.2f}")
+    report.record("efficiency", {
+        "keywords": run.keywords, "latency_ms": plan.latency_ms, "concurrency": plan.concurrency,
+        "ideal_s": ideal, "wall_s": run.wall, "efficiency": value, "counts": run.counts,
+        "stages": {str(s.stage): {"batches": s.batches, "ai_calls": ai_calls(run, s.stage), "started_s": s.started,
+                                  "wall_s": s.wall} for s in run.stages}})
+    report.goal("efficiency", f"efficiency ({run.keywords:,} kw, {plan.latency_ms} ms)", value, ">=", 0.9)
+
+
+async def seed_design(ctx: Context) -> None:
+    plan, report = ctx.plan, ctx.report
+    pipeline = await ctx.pipeline(plan.efficiency_keywords, plan.latency_ms, plan.concurrency)
+    report.say(f"  running the seed's design in this process: {plan.efficiency_keywords:,} keywords ...")
+    seed = await measure_seed_design(ctx.settings, plan.efficiency_keywords, plan.latency_ms)
+    speedup = seed.wall / pipeline.wall
+    mismatched = [name for name in COUNTED if seed.counts[name] != pipeline.counts[name]]
+    report.say(table(("", *COUNTED), [("seed design", *(seed.counts[n] for n in COUNTED)),
+                                      ("pipeline", *(pipeline.counts[n] for n in COUNTED))]))
+    report.say(f"seed design (one worker, sequential): {seed.wall:.1f}s for {seed.batches:,} batches; "
+               f"pipeline {pipeline.wall:.1f}s; speed-up {speedup:.2f}x "
+               f"(goal ≥ 0.9 x concurrency {plan.concurrency} = {0.9 * plan.concurrency:.1f}x)")
+    report.record("seed-design", {
+        "keywords": seed.keywords, "latency_ms": plan.latency_ms, "wall_s": seed.wall, "batches": seed.batches,
+        "pipeline_wall_s": pipeline.wall, "speedup": speedup, "counts": seed.counts,
+        "pipeline_counts": pipeline.counts, "counts_match": not mismatched})
+    report.goal("seed-design", f"speed-up over the seed's design (c={plan.concurrency})", speedup, ">=",
+                0.9 * plan.concurrency, "x")
+    if mismatched:
+        report.fail("seed-design", "counts differ: " + ", ".join(
+            f"{n} {seed.counts[n]} vs {pipeline.counts[n]}" for n in mismatched))
+
+
+async def overhead(ctx: Context) -> None:
+    plan, report = ctx.plan, ctx.report
+    run = await ctx.pipeline(plan.overhead_keywords, 0, plan.concurrency, plan.replicas)
+    report.say(f"{run.keywords:,} keywords at zero latency, concurrency {plan.concurrency}, "
+               f"{plan.replicas} process(es) per stage: {run.batches:,} batch messages in {run.wall:.1f}s = "
+               f"{run.messages_per_second:,.0f} batch messages/s end to end")
+    report.record("overhead", {"keywords": run.keywords, "concurrency": plan.concurrency,
+                               "replicas": plan.replicas, "batches": run.batches,
+                               "wall_s": run.wall, "messages_per_second": run.messages_per_second})
+    report.goal("overhead", f"batch messages/s ({run.keywords:,} kw, 0 ms)", run.messages_per_second, ">=", 1000)
+
+
+async def scale(ctx: Context) -> None:
+    plan, report = ctx.plan, ctx.report
+    runs: list[PipelineRun] = []
+    for size in plan.scale_sizes:
+        run = await ctx.pipeline(size, 0, plan.concurrency, plan.replicas)
+        runs.append(run)
+        peaks = ", ".join(f"{name} {megabytes(rss):.0f}" for name, rss in run.peak_rss.items())
+        report.say(f"  {size:,} keywords: {run.batches:,} batches in {run.wall:.1f}s "
+                   f"({run.messages_per_second:,.0f}/s), peak RSS MB: {peaks}")
+    names = list(dict.fromkeys(name for run in runs for name in run.peak_rss))
+    report.say(table(("keywords", "batches", "wall s", "msgs/s", *(f"{n} MB" for n in names)),
+                     [(f"{r.keywords:,}", r.batches, r.wall, r.messages_per_second,
+                       *(megabytes(r.peak_rss.get(n, 0)) for n in names)) for r in runs]))
+    figures: dict[str, object] = {"runs": [
+        {"keywords": r.keywords, "batches": r.batches, "wall_s": r.wall, "messages_per_second": r.messages_per_second,
+         "peak_rss_mb": {n: megabytes(v) for n, v in r.peak_rss.items()}} for r in runs]}
+    peak = max(megabytes(rss) for run in runs for rss in run.peak_rss.values())
+    report.goal("scale", f"largest peak RSS of a process (≤ {runs[-1].keywords:,} kw)", peak, "<=",
+                plan.max_rss_mb, " MB")
+    if len(runs) >= 2:
+        before, after = runs[-2], runs[-1]
+        growth = {n: after.peak_rss[n] / before.peak_rss[n] - 1 for n in names
+                  if before.peak_rss.get(n) and after.peak_rss.get(n)}
+        worst = max(growth, key=lambda n: growth[n])
+        report.say(f"peak growth {before.keywords:,} → {after.keywords:,} keywords: " +
+                   ", ".join(f"{n} {g:+.1%}" for n, g in growth.items()))
+        figures["growth"] = {"from": before.keywords, "to": after.keywords, "per_process": growth}
+        report.goal("scale", f"peak growth {before.keywords:,} → {after.keywords:,} kw ({worst})",
+                    growth[worst] * 100, "<", plan.max_growth * 100, "%")
+    report.record("scale", figures)
+
+
+async def fairness(ctx: Context) -> None:
+    plan, report = ctx.plan, ctx.report
+    report.say(f"one {plan.fairness_big:,}-keyword site, then at once {plan.fairness_sites} sites of "
+               f"{plan.fairness_small} keywords; {plan.fairness_latency_ms} ms latency, concurrency "
+               f"{plan.fairness_concurrency} per stage process; each small site's time vs the same site alone")
+    rounds: list[FairnessRound] = []
+    for window in plan.fairness_windows:
+        report.say(f"  batch_window={window} ...")
+        rounds.append(await measure_fairness(
+            ctx.settings, window=window, big=plan.fairness_big, small=plan.fairness_small,
+            sites=plan.fairness_sites, latency_ms=plan.fairness_latency_ms, concurrency=plan.fairness_concurrency,
+            warmup=plan.fairness_warmup))
+    report.say(table(("batch_window", "solo s", "small median s", "small max s", "median ratio", "max ratio",
+                      "big run when the small sites were done"),
+                     [(f"{r.window}" + (" (all at once)" if r.window == 0 else ""), r.solo,
+                       sorted(r.small)[len(r.small) // 2], max(r.small), r.median_ratio, r.max_ratio,
+                       r.big_progress) for r in rounds]))
+    report.record("fairness", {
+        "big_keywords": plan.fairness_big, "small_keywords": plan.fairness_small, "small_sites": plan.fairness_sites,
+        "latency_ms": plan.fairness_latency_ms, "concurrency": plan.fairness_concurrency,
+        "windows": {str(r.window): {"solo_s": r.solo, "small_s": r.small, "ratios": r.ratios,
+                                    "median_ratio": r.median_ratio, "max_ratio": r.max_ratio,
+                                    "big_progress": r.big_progress} for r in rounds}})
+    windowed = next(r for r in rounds if r.window == plan.fairness_window)
+    report.goal("fairness", f"small site time / solo, worst (window {windowed.window})", windowed.max_ratio,
+                "<=", 2.0, "x")
+
+
+async def provider(ctx: Context) -> None:
+    from bench.provider import provider_speed
+
+    width, height = ctx.settings.image_width, ctx.settings.image_height
+    speed = await provider_speed(width, height, articles=ctx.plan.provider_items, images=ctx.plan.provider_items)
+    ctx.report.say(f"offline provider (one process): {speed['articles_per_second']:.0f} articles/s, "
+                   f"{speed['images_per_second']:.0f} images/s at {width}x{height}")
+    ctx.report.record("provider", {**speed, "width": width, "height": height})
+
+
+SCENARIOS: dict[str, Callable[[Context], Awaitable[None]]] = {
+    "efficiency": efficiency, "seed-design": seed_design, "overhead": overhead, "scale": scale,
+    "fairness": fairness, "provider": provider,
+}
+
+
+def machine() -> dict[str, object]:
+    return {"cores": os.cpu_count(), "python": f"{platform.python_implementation()} {platform.python_version()}",
+            "platform": platform.platform()}

@@ -1,0 +1,130 @@
+"""The per-run batch window: at most `batch_window` of a run's batches are queued per stage,
+each finished batch queues the next, and runs of several sites sharing a queue take turns.
+
+Messages are delivered strictly first-in first-out, as one RabbitMQ queue would, so the
+fairness figures here are message counts, not timings.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from consumers.deps import Deps
+from shared.ai.simulated import SimulatedProvider
+from shared.events import ResumeRun, StartRun
+from shared.models import AutomationRun, StageBatch
+from tests.support import dispatch, drain_outbox, site_outcome
+
+
+def with_window(deps: Deps, window: int) -> Deps:
+    return replace(deps, settings=deps.settings.model_copy(update={"batch_window": window}),
+                   provider=SimulatedProvider(0))
+
+
+async def queued_open_batches(deps: Deps, site_id: int) -> int:
+    """Batches of the site's runs whose message is out and that are not done yet."""
+    async with deps.sessions() as session:
+        return int(await session.scalar(
+            select(func.count()).select_from(StageBatch).join(AutomationRun)
+            .where(AutomationRun.site_id == site_id, StageBatch.emitted_at.is_not(None),
+                   StageBatch.status != "done")) or 0)
+
+
+async def run_status(deps: Deps, site_id: int) -> str | None:
+    async with deps.sessions() as session:
+        return await session.scalar(select(AutomationRun.status).where(AutomationRun.site_id == site_id)
+                                    .order_by(AutomationRun.id.desc()).limit(1))
+
+
+async def deliver_fifo(deps: Deps, *commands: Any, watch: dict[str, int] | None = None,
+                       each: Any = None) -> dict[str, int]:
+    """Deliver every message in arrival order until none are left. Returns, for each site in
+    `watch` (name -> site id), how many messages had been delivered when its run completed."""
+    from tests.support import Bus
+
+    await Bus(deps).send(*commands)
+    queue: deque[tuple[str, dict[str, Any]]] = deque(await drain_outbox(deps))
+    delivered, completed_at = 0, {}
+    while queue:
+        key, payload = queue.popleft()
+        await dispatch(deps, key, payload)
+        delivered += 1
+        queue.extend(await drain_outbox(deps))
+        if each is not None:
+            await each()
+        for name, site_id in (watch or {}).items():
+            if name not in completed_at and await run_status(deps, site_id) == "completed":
+                completed_at[name] = delivered
+    return completed_at
+
+
+async def test_a_run_never_has_more_than_the_window_queued_and_ends_with_the_same_totals(deps, make_site):
+    windowed, unlimited = with_window(deps, 3), with_window(deps, 0)
+    site_a = await make_site(keywords=40, synthetic=True)
+    site_b = await make_site(keywords=40, synthetic=True)
+    peaks: list[int] = []
+
+    async def record() -> None:
+        peaks.append(await queued_open_batches(deps, site_a.id))
+
+    await deliver_fifo(windowed, StartRun(site_id=site_a.id), each=record)
+    await deliver_fifo(unlimited, StartRun(site_id=site_b.id))
+
+    assert await run_status(deps, site_a.id) == await run_status(deps, site_b.id) == "completed"
+    assert max(peaks) == 3
+    outcome_a, outcome_b = await site_outcome(deps, site_a.id), await site_outcome(deps, site_b.id)
+    assert outcome_a["images_generated"] == 75  # 40 keywords: 5 clusters, 15 articles, 5 images each
+    for name in ("clusters", "ideas", "tasks", "content", "content_in_review", "images_generated", "credits_used"):
+        assert outcome_a[name] == outcome_b[name], name
+    assert outcome_a["credits_used"] == outcome_a["ledger_charged"]
+
+
+@pytest.mark.parametrize("window", [0, 4])
+async def test_a_small_run_is_not_stuck_behind_a_big_one(deps, make_site, window):
+    """Started after a big run, a small run finishes after a fraction of the messages with a
+    window; without one, it waits behind the big run's whole backlog in each stage."""
+    fair = with_window(deps, window)
+    big = await make_site(keywords=160, synthetic=True)
+    small = await make_site(keywords=16, synthetic=True)
+    completed_at = await deliver_fifo(fair, StartRun(site_id=big.id), StartRun(site_id=small.id),
+                                      watch={"big": big.id, "small": small.id})
+    share = completed_at["small"] / completed_at["big"]
+    print(f"window {window}: small done after {completed_at['small']} messages, big after {completed_at['big']}")
+    if window:
+        assert share < 0.35, completed_at  # its own ~66 messages, interleaved 1:1 with the big run's
+    else:
+        assert share > 0.9, completed_at  # FIFO: it waits behind the big run in every stage
+
+
+async def test_resume_tops_the_window_up_again(deps, make_site):
+    """Messages consumed while a run is paused are dropped; resume must queue the window again."""
+    fair = with_window(deps, 2)
+    site = await make_site(keywords=24, synthetic=True)
+    from tests.support import Bus
+
+    bus = Bus(fair)
+    await bus.send(StartRun(site_id=site.id))
+    # deliver up to stage 4's first batches, then pause by hand, drop what is queued, resume
+    queue: deque[tuple[str, dict[str, Any]]] = deque(await drain_outbox(fair))
+    while queue:
+        key, payload = queue.popleft()
+        if key == "stage.4.batch":
+            break
+        await dispatch(fair, key, payload)
+        queue.extend(await drain_outbox(fair))
+    async with fair.sessions() as session, session.begin():
+        run = await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site.id))
+        run.status = "paused"
+        run_id = run.run_id
+    queue.clear()  # the queued stage-4 messages are consumed while paused: dropped
+    await drain_outbox(fair)
+    await bus.send(ResumeRun(run_id=run_id))
+    await bus.pump()
+    assert await run_status(fair, site.id) == "completed"
+    outcome = await site_outcome(fair, site.id)
+    assert outcome["content"] == outcome["tasks"] > 0 and outcome["images_generated"] == outcome["images"]
