@@ -38,70 +38,78 @@ async def get_or_create_config(session: AsyncSession, site_id: int) -> Automatio
     return config
 
 
-async def _reject(deps: Deps, command: StartRun, reason: str, **details: int | str | None) -> RunRejected:
+def _reject(session: AsyncSession, command: StartRun, reason: str, **details: int | str | None) -> RunRejected:
+    """Record the refusal and its `run.rejected` event in the caller's transaction: a second
+    session would need a second pooled connection while this one is held, and concurrent starts
+    would then wait on each other's connections."""
     rejected = RunRejected(site_id=command.site_id, reason=reason, idempotency_key=command.idempotency_key,
                            **details)  # type: ignore[arg-type]
-    async with deps.sessions() as session, session.begin():
-        add_events(session, rejected)
-        session.add(RunRejection(site_id=command.site_id, idempotency_key=command.idempotency_key, reason=reason,
-                                 details={k: v for k, v in details.items() if v is not None}))
-    deps.relay.wake()
-    log.warning("run.start for site %s rejected: %s", command.site_id, reason)
+    add_events(session, rejected)
+    session.add(RunRejection(site_id=command.site_id, idempotency_key=command.idempotency_key, reason=reason,
+                             details={k: v for k, v in details.items() if v is not None}))
     return rejected
 
 
 async def start_run(deps: Deps, command: StartRun) -> AutomationRun | RunRejected | None:
     """Create the run and request stage 1, or refuse with the reason (None: duplicate command)."""
     async with deps.sessions() as session:
-        async with session.begin():
-            site = await session.get(Site, command.site_id)
-            if site is None:
-                return await _reject(deps, command, f"unknown site {command.site_id}")
-            account = await session.get(Account, site.account_id)
-            assert account is not None
-            if command.idempotency_key and await session.scalar(select(AutomationRun.run_id).where(
-                    AutomationRun.site_id == site.id, AutomationRun.idempotency_key == command.idempotency_key)):
-                log.info("run.start %s for site %s already handled", command.idempotency_key, site.id)
-                return None
-            config = await get_or_create_config(session, site.id)
-            if command.trigger == "scheduled" and not config.is_enabled:
-                return await _reject(deps, command, "automation is disabled for this site")
-            active = await session.scalar(select(AutomationRun.run_id).where(
-                AutomationRun.site_id == site.id, AutomationRun.status.in_(ACTIVE_RUN_STATUSES)))
-            if active:
-                return await _reject(deps, command, "site has an active run", active_run_id=active)
-            estimate = await estimate_for_site(session, site.id)
-            required = estimate.required(deps.settings.credit_buffer)
-            if account.credits_balance < required:
-                return await _reject(
-                    deps, command,
-                    f"insufficient credits: need {required} (estimate {estimate.total} + "
-                    f"{round((deps.settings.credit_buffer - 1) * 100)}% buffer), balance {account.credits_balance}",
-                    estimate=estimate.total, required=required, balance=account.credits_balance)
-        try:
-            async with session.begin():
-                run = AutomationRun(run_id=new_run_id(), site_id=site.id, status="running", current_stage=1,
-                                    trigger=command.trigger, requested_by=command.requested_by,
-                                    idempotency_key=command.idempotency_key, estimated_credits=estimate.total,
-                                    total_credits_used=0)
-                session.add(run)
-                await session.flush()
-                config = await get_or_create_config(session, site.id)
-                config.last_run_at = run.started_at
-                deps.logger.start_run(session, RunRef.of(run, site.account_id), run.trigger,
-                                      f"estimate {estimate.total} credits, balance {account.credits_balance}")
-                add_events(session, RequestStage.for_stage(run.run_id, 1),
-                           RunStateChanged(type="run.started", run_id=run.run_id, site_id=site.id,
-                                           status="running"))
-        except IntegrityError:
-            # Lost the race for the site's lock (or the idempotency key) to a concurrent start.
-            async with session.begin():
-                active = await session.scalar(select(AutomationRun.run_id).where(
-                    AutomationRun.site_id == command.site_id, AutomationRun.status.in_(ACTIVE_RUN_STATUSES)))
-            return await _reject(deps, command, "site has an active run", active_run_id=active)
+        outcome = await _start_or_reject(deps, session, command)
+    if isinstance(outcome, RunRejected):
+        log.warning("run.start for site %s rejected: %s", command.site_id, outcome.reason)
+    elif outcome is not None:
+        log.info("run %s started for site %s", outcome.run_id, outcome.site_id)
     deps.relay.wake()
-    log.info("run %s started for site %s", run.run_id, run.site_id)
-    return run
+    return outcome
+
+
+async def _start_or_reject(deps: Deps, session: AsyncSession, command: StartRun
+                           ) -> AutomationRun | RunRejected | None:
+    async with session.begin():
+        site = await session.get(Site, command.site_id)
+        if site is None:
+            return _reject(session, command, f"unknown site {command.site_id}")
+        account = await session.get(Account, site.account_id)
+        assert account is not None
+        if command.idempotency_key and await session.scalar(select(AutomationRun.run_id).where(
+                AutomationRun.site_id == site.id, AutomationRun.idempotency_key == command.idempotency_key)):
+            log.info("run.start %s for site %s already handled", command.idempotency_key, site.id)
+            return None
+        config = await get_or_create_config(session, site.id)
+        if command.trigger == "scheduled" and not config.is_enabled:
+            return _reject(session, command, "automation is disabled for this site")
+        active = await session.scalar(select(AutomationRun.run_id).where(
+            AutomationRun.site_id == site.id, AutomationRun.status.in_(ACTIVE_RUN_STATUSES)))
+        if active:
+            return _reject(session, command, "site has an active run", active_run_id=active)
+        estimate = await estimate_for_site(session, site.id)
+        required = estimate.required(deps.settings.credit_buffer)
+        if account.credits_balance < required:
+            return _reject(
+                session, command,
+                f"insufficient credits: need {required} (estimate {estimate.total} + "
+                f"{round((deps.settings.credit_buffer - 1) * 100)}% buffer), balance {account.credits_balance}",
+                estimate=estimate.total, required=required, balance=account.credits_balance)
+    try:
+        async with session.begin():
+            run = AutomationRun(run_id=new_run_id(), site_id=site.id, status="running", current_stage=1,
+                                trigger=command.trigger, requested_by=command.requested_by,
+                                idempotency_key=command.idempotency_key, estimated_credits=estimate.total,
+                                total_credits_used=0)
+            session.add(run)
+            await session.flush()
+            config = await get_or_create_config(session, site.id)
+            config.last_run_at = run.started_at
+            deps.logger.start_run(session, RunRef.of(run, site.account_id), run.trigger,
+                                  f"estimate {estimate.total} credits, balance {account.credits_balance}")
+            add_events(session, RequestStage.for_stage(run.run_id, 1),
+                       RunStateChanged(type="run.started", run_id=run.run_id, site_id=site.id, status="running"))
+        return run
+    except IntegrityError:
+        # Lost the race for the site's lock (or the idempotency key) to a concurrent start.
+        async with session.begin():
+            active = await session.scalar(select(AutomationRun.run_id).where(
+                AutomationRun.site_id == command.site_id, AutomationRun.status.in_(ACTIVE_RUN_STATUSES)))
+            return _reject(session, command, "site has an active run", active_run_id=active)
 
 
 async def pause_run(deps: Deps, command: PauseRun) -> str:
