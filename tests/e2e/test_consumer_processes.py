@@ -60,8 +60,8 @@ async def queue_depth(settings: Settings, name: str) -> int:
 
 @pytest.fixture(scope="module")
 async def completed_run(fleet: ConsumerFleet, e2e_settings: Settings, sessions, settings, make_module_site):
-    """One full run over 240 demo keywords, started through the producers client."""
-    site = await make_module_site(keywords=240)
+    """One full run over 120 demo keywords, started through the producers client."""
+    site = await make_module_site(keywords=120)
     async with AutomationClient(e2e_settings) as client:
         await client.start_run(site.id, idempotency_key=f"e2e-{uuid.uuid4().hex}")
     deps = Deps(settings=e2e_settings, sessions=sessions, logger=None, provider=None, relay=None,  # type: ignore
@@ -70,11 +70,11 @@ async def completed_run(fleet: ConsumerFleet, e2e_settings: Settings, sessions, 
     return deps, site, run
 
 
-async def test_a_full_run_over_240_keywords_completes(completed_run):
+async def test_a_full_run_over_120_keywords_completes(completed_run):
     deps, site, run = completed_run
     assert run.status == "completed", run.error_message
     outcome = await site_outcome(deps, site.id)
-    assert outcome["keywords_clustered"] == 240 and outcome["keywords_eligible_left"] == 0
+    assert outcome["keywords_clustered"] == 120 and outcome["keywords_eligible_left"] == 0
     assert outcome["tasks_without_one_content"] == 0 and outcome["content"] == outcome["tasks"] > 0
     assert outcome["content_in_review"] == outcome["content"]
     assert outcome["images_generated"] == outcome["images"] and outcome["review_with_pending_images"] == 0
@@ -126,7 +126,7 @@ async def test_publishing_every_batch_message_again_changes_nothing(completed_ru
 
 
 async def test_a_second_start_is_refused_while_a_run_is_active(fleet, e2e_settings, sessions, make_module_site):
-    site = await make_module_site(keywords=60)
+    site = await make_module_site(keywords=16)  # both starts arrive within milliseconds; the run takes seconds
     connection, events = await tap(e2e_settings, "run.rejected", "run.started")
     async with connection:
         async with AutomationClient(e2e_settings) as client:
@@ -177,7 +177,7 @@ async def test_malformed_messages_are_dead_lettered_and_consumers_go_on(fleet, e
         assert any(expected in reason for reason in reasons), (expected, reasons)
 
     # the consumers carry on: a valid start still runs to completion
-    site = await make_module_site(keywords=20)
+    site = await make_module_site(keywords=12)
     async with AutomationClient(e2e_settings) as client:
         await client.send(StartRun(site_id=site.id))
     deps = Deps(settings=e2e_settings, sessions=sessions, logger=None, provider=None, relay=None,  # type: ignore
