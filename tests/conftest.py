@@ -47,7 +47,10 @@ def settings(output_dir: Path) -> Settings:
                     queue_prefix=f"t{RUN_ID}", log_dir=output_dir / "logs", media_dir=output_dir / "media",
                     ai_provider=os.environ.get("AUTOMATION_TEST_AI_PROVIDER", "local"), outbox_poll_seconds=0.5,
                     metrics_port=0, metrics_host="127.0.0.1",  # a process serves metrics only when a test asks
-                    db_pool_size=3)  # two test workers' fleets side by side stay within max_connections (100)
+                    db_pool_size=3,  # two test workers' fleets side by side stay within max_connections (100)
+                    # small images: rendering 512x288 PNGs was half the suite's CPU; the offline provider's
+                    # images at full size are covered by tests/unit/test_local_provider.py
+                    image_width=160, image_height=90)
 
 
 @pytest.fixture(scope="session")

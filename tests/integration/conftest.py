@@ -1,0 +1,17 @@
+"""Integration fixtures."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete
+
+from shared.models import OutboxMessage
+
+
+@pytest.fixture(autouse=True)
+async def empty_outbox(sessions) -> None:
+    """Each in-process test starts with an empty outbox. The in-memory bus delivers every pending
+    message, so an earlier test's unfinished run (50 starts, a paused run) would otherwise be
+    carried on by this test's bus, with this test's provider and counters."""
+    async with sessions() as session, session.begin():
+        await session.execute(delete(OutboxMessage))
