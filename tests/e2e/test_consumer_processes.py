@@ -60,8 +60,10 @@ async def queue_depth(settings: Settings, name: str) -> int:
 
 @pytest.fixture(scope="module")
 async def completed_run(fleet: ConsumerFleet, e2e_settings: Settings, sessions, settings, make_module_site):
-    """One full run over 120 demo keywords, started through the producers client."""
-    site = await make_module_site(keywords=120)
+    """One full run over 80 demo keywords, started through the producers client. Stages 5 and 6
+    take a few items a batch (the seed's default is one: 1,100 image batches here, a third of the
+    suite's time); test_batch_sizes_hold covers the defaults."""
+    site = await make_module_site(keywords=80, stage_5_batch_size=2, stage_6_batch_size=4)
     async with AutomationClient(e2e_settings) as client:
         await client.start_run(site.id, idempotency_key=f"e2e-{uuid.uuid4().hex}")
     deps = Deps(settings=e2e_settings, sessions=sessions, logger=None, provider=None, relay=None,  # type: ignore
@@ -70,11 +72,11 @@ async def completed_run(fleet: ConsumerFleet, e2e_settings: Settings, sessions, 
     return deps, site, run
 
 
-async def test_a_full_run_over_120_keywords_completes(completed_run):
+async def test_a_full_run_over_80_keywords_completes(completed_run):
     deps, site, run = completed_run
     assert run.status == "completed", run.error_message
     outcome = await site_outcome(deps, site.id)
-    assert outcome["keywords_clustered"] == 120 and outcome["keywords_eligible_left"] == 0
+    assert outcome["keywords_clustered"] == 80 and outcome["keywords_eligible_left"] == 0
     assert outcome["tasks_without_one_content"] == 0 and outcome["content"] == outcome["tasks"] > 0
     assert outcome["content_in_review"] == outcome["content"]
     assert outcome["images_generated"] == outcome["images"] and outcome["review_with_pending_images"] == 0

@@ -235,7 +235,7 @@ async def test_pause_and_resume_give_the_totals_of_an_uninterrupted_run(deps, ma
 
 
 async def test_running_out_of_credits_pauses_then_resume_completes(deps, make_site):
-    site = await make_site(keywords=24)
+    site = await make_site(keywords=24, stage_5_batch_size=4, stage_6_batch_size=8)  # stage 4: one article a batch
     bus = Bus(deps)
     await bus.send(StartRun(site_id=site.id))
     # run stages 1-3, then take the account's credits away before content generation
