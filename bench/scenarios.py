@@ -58,8 +58,8 @@ class Plan:
                        scale_sizes=tuple(sizes or cls.scale_sizes))
         latency = 50 if latency_ms is None else latency_ms
         return cls(quick=True, concurrency=concurrency, replicas=replicas, latency_ms=latency, efficiency_keywords=24,
-                   overhead_keywords=100, scale_sizes=tuple(sizes or (100, 200)), fairness_big=120,
-                   fairness_small=24, fairness_sites=2, fairness_windows=(2, 0), fairness_latency_ms=latency,
+                   overhead_keywords=50, scale_sizes=tuple(sizes or (50, 100)), fairness_big=64,
+                   fairness_small=16, fairness_sites=2, fairness_windows=(2, 0), fairness_latency_ms=latency,
                    fairness_warmup=False, provider_items=5)
 
 

@@ -78,7 +78,7 @@ def bench(
         "(repeatable; default: all, in that order)."),
     quick: bool = typer.Option(False, "--quick", help="Every scenario at tiny sizes (exercises the harness)."),
     keywords: list[int] = typer.Option(None, "--keywords", "-n", min=1,
-                                       help="Scale sizes (repeatable; default 1k, 10k, 100k; quick 100, 200)."),
+                                       help="Scale sizes (repeatable; default 1k, 10k, 100k; quick 50, 100)."),
     concurrency: int = typer.Option(8, min=1, max=256, help="Messages in flight per stage process."),
     replicas: int = typer.Option(1, min=1, max=8, help="Consumer processes per batch stage in the zero-latency "
                                  "scenarios (overhead, scale); efficiency and seed-design always use one."),

@@ -63,7 +63,7 @@ def test_quick_bench_runs_every_scenario(settings: Settings, tmp_path: Path) -> 
     assert figures["overhead"]["batches"] > 0 and figures["overhead"]["messages_per_second"] > 0
 
     runs = figures["scale"]["runs"]
-    assert [run["keywords"] for run in runs] == [100, 200]
+    assert [run["keywords"] for run in runs] == [50, 100]
     for run in runs:
         assert run["wall_s"] > 0 and run["batches"] > 0
         assert set(run["peak_rss_mb"]) == {"control", *(f"stage{n}" for n in range(1, 8))}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 from sqlalchemy import delete
 
@@ -9,9 +11,15 @@ from shared.models import OutboxMessage
 
 
 @pytest.fixture(autouse=True)
-async def empty_outbox(sessions) -> None:
-    """Each in-process test starts with an empty outbox. The in-memory bus delivers every pending
-    message, so an earlier test's unfinished run (50 starts, a paused run) would otherwise be
-    carried on by this test's bus, with this test's provider and counters."""
-    async with sessions() as session, session.begin():
-        await session.execute(delete(OutboxMessage))
+async def empty_outbox(sessions) -> AsyncIterator[None]:
+    """Each in-process test starts and ends with an empty outbox. The in-memory bus delivers every
+    pending message, so an earlier test's unfinished run (50 starts, a paused run) would otherwise
+    be carried on by this test's bus, with this test's provider and counters; and an end-to-end
+    test after it on the same worker would have its consumers carry on that run."""
+    async def empty() -> None:
+        async with sessions() as session, session.begin():
+            await session.execute(delete(OutboxMessage))
+
+    await empty()
+    yield
+    await empty()
