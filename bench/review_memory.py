@@ -56,6 +56,7 @@ async def child(database_url: str, run_id: str, workdir: str) -> None:
     from shared.ai.simulated import SimulatedProvider
     from shared.automation_logger import AutomationLogger
     from shared.db import make_engine, make_sessionmaker
+    from shared.events import RequestStage
     from shared.models import AutomationRun
     from shared.outbox import OutboxRelay
     from shared.topology import Topology
@@ -77,7 +78,7 @@ async def child(database_url: str, run_id: str, workdir: str) -> None:
     gc.collect()
     rss_before = current_rss_kib()
     tracemalloc.start()
-    await complete_run(deps, run_id)
+    await complete_run(deps, RequestStage.for_stage(run_id, 7))
     relayed = await relay.flush()
     _, heap_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

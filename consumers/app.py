@@ -29,7 +29,7 @@ from consumers.watchdog import watch_forever
 from shared.ai import make_provider
 from shared.automation_logger import AutomationLogger
 from shared.db import make_engine, make_sessionmaker
-from shared.events import ControlCommand, PauseRun, ProcessBatch, ResumeRun, StagePlanTrigger, planned_stage
+from shared.events import ControlCommand, PauseRun, ProcessBatch, ResumeRun, StagePlanTrigger
 from shared.health import broker_check, database_check, ops_server
 from shared.messaging import FailureRouter, PoisonMessage, make_broker
 from shared.metrics import BATCH_SECONDS, PIPELINE_STATE, REGISTRY, counted
@@ -79,12 +79,10 @@ def subscribe_stage(broker: RabbitBroker, topology: Topology, state: ProcessStat
                        description=f"Plans stage {stage} when stage {stage - 1} completes or it is requested.")
     async def on_plan(trigger: StagePlanTrigger) -> None:
         with counted(str(stage), "plan"):
-            if planned_stage(trigger) != stage:
-                raise PoisonMessage(f"{trigger.type} does not belong to stage {stage}")
             if stage == 7:
-                await complete_run(state.ready, trigger.run_id)
+                await complete_run(state.ready, trigger)
             else:
-                await plan_batches(state.ready, trigger.run_id, STAGE_WORK[stage])
+                await plan_batches(state.ready, trigger, STAGE_WORK[stage])
 
     if stage == 7:
         return

@@ -7,7 +7,12 @@ stage counters and, for the stage's last batch, the stage result and `stage.N.co
 
 Fairness: a run keeps at most `batch_window` of a stage's batch messages in the queue. Each
 finished batch emits the next one in the same transaction, so runs of several sites sharing
-a stage's queue take turns instead of one big run's backlog going first.
+a stage's queue take turns instead of one big run's backlog going first. A `sequential` stage
+(stage 1) keeps a window of one: each batch sees what the batches before it wrote, so its result
+is the same whatever the consumers' concurrency.
+
+Every plan trigger is checked against the run's state (`check_trigger`): a stage is planned only
+when the stage before it completed, and a command naming another state is poison.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ from typing import Any
 from sqlalchemy import Integer, cast, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from consumers.deps import BatchContext, Deps, StageWork
 from shared.automation_logger import RunRef
 from shared.credits import DEBIT_CTES, InsufficientCredits, charge_params, insufficient
 from shared.db import analyze_if_stale, autocommit_session
-from shared.events import ProcessBatch, RunStateChanged, StageCompleted
+from shared.events import ProcessBatch, RequestStage, RunStateChanged, StageCompleted, planned_stage
 from shared.messaging import PoisonMessage
+from shared.metrics import count_ai_calls
 from shared.models import AutomationConfig, AutomationRun, RunStage, Site, StageBatch
 from shared.outbox import add_events
 
@@ -82,10 +89,40 @@ async def lock_run(session: AsyncSession, run_id: str) -> tuple[AutomationRun, S
     return row[0], row[1]
 
 
-def reclaimable(at: datetime) -> Any:
-    """Batches a planner may (re-)emit: pending, or claimed by a consumer whose lease ran out."""
+def reclaimable() -> ColumnElement[bool]:
+    """Batches a planner may (re-)emit: pending, or claimed by a consumer whose lease ran out.
+    Leases are set and compared on the database's clock only, never a host's."""
     return or_(StageBatch.status == "pending",
-               (StageBatch.status == "claimed") & (StageBatch.lease_expires_at < at))
+               (StageBatch.status == "claimed") & (StageBatch.lease_expires_at < func.now()))
+
+
+async def check_trigger(session: AsyncSession, run: AutomationRun, trigger: RequestStage | StageCompleted) -> bool:
+    """Whether `trigger` may plan its stage now (True), is a stale duplicate that changes nothing
+    (False), or contradicts the run's state (PoisonMessage, dead-lettered with the reason).
+
+    `stage.N.requested` (run start, resume, the watchdog) names the run's current stage; a request
+    for an earlier stage that has completed is a late duplicate. `stage.N.completed` plans stage
+    N+1 only if stage N really completed, and only once. Checked before the run's status, so a
+    forged command is dead-lettered whether the run is running, paused or over."""
+    stage = planned_stage(trigger)
+    completed = set((await session.scalars(select(RunStage.stage).where(
+        RunStage.run_id == run.id, RunStage.status == "completed"))).all())
+    if isinstance(trigger, RequestStage):
+        if stage == run.current_stage:
+            return run.status == "running"
+        if stage < run.current_stage and stage in completed:
+            log.info("%s for run %s: stage %d completed already", trigger.type, run.run_id, stage)
+            return False
+        raise PoisonMessage(f"{trigger.type} contradicts run {run.run_id}: it is at stage {run.current_stage}"
+                            f" (completed: {sorted(completed) or 'none'})")
+    if trigger.stage not in completed:
+        raise PoisonMessage(f"{trigger.type} contradicts run {run.run_id}: stage {trigger.stage} has not completed"
+                            f" (it is at stage {run.current_stage})")
+    planned = await session.get(RunStage, (run.id, stage))
+    if planned is not None:
+        log.info("%s for run %s: stage %d is planned already", trigger.type, run.run_id, stage)
+        return False
+    return run.status == "running"
 
 
 EMIT_WINDOW = text("""
@@ -107,8 +144,10 @@ async def emit_window(session: AsyncSession, *, run_pk: int, run_id: str, stage:
     return len(emitted)
 
 
-def window_size(deps: Deps) -> int | None:
+def window_size(deps: Deps, work: StageWork) -> int | None:
     """Batch messages a run keeps queued per stage; None means no window (emit everything)."""
+    if work.sequential:
+        return 1
     return deps.settings.batch_window or None
 
 
@@ -137,19 +176,23 @@ def input_table(work: StageWork) -> str:
     return str(work.eligible_ids(0).selected_columns[0].table.name)  # type: ignore[attr-defined]
 
 
-async def plan_stage(deps: Deps, run_id: str, work: StageWork) -> None:
+async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: StageWork) -> None:
     """Split the stage's eligible items into batches and queue the first window of them;
     asked again (resume, recovery), re-emit the open batches and top the window up."""
     stage = work.number
-    window = window_size(deps)
+    if planned_stage(trigger) != stage:
+        raise PoisonMessage(f"{trigger.type} does not plan stage {stage}")
+    run_id = trigger.run_id
+    window = window_size(deps, work)
     table = input_table(work)
     if await analyze_if_stale(deps.sessions, table):
         log.info("stage %d: statistics of %s refreshed before planning", stage, table)
     async with deps.sessions() as session, session.begin():
         run, site = await lock_run(session, run_id)
         ref = RunRef.of(run, site.account_id)
-        if run.status != "running":
-            log.info("run %s is %s: stage %d not planned now", run_id, run.status, stage)
+        if not await check_trigger(session, run, trigger):
+            log.info("run %s is %s at stage %d: %s changes nothing", run_id, run.status, run.current_stage,
+                     trigger.type)
             return
         existing = await session.get(RunStage, (run.id, stage))
         if existing is not None:
@@ -157,7 +200,7 @@ async def plan_stage(deps: Deps, run_id: str, work: StageWork) -> None:
                 return
             open_ids = (await session.scalars(
                 select(StageBatch.id).where(StageBatch.run_id == run.id, StageBatch.stage == stage,
-                                            StageBatch.emitted_at.is_not(None), reclaimable(now()))
+                                            StageBatch.emitted_at.is_not(None), reclaimable())
                 .order_by(StageBatch.seq))).all()
             add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in open_ids))
             topped_up = await emit_window(session, run_pk=run.id, run_id=run_id, stage=stage,
@@ -279,7 +322,8 @@ FINISH = text(f"""
 """)
 
 
-async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, outputs: Any) -> bool:
+async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, outputs: Any, ai_calls: int = 0
+                       ) -> bool:
     """The one transaction that makes a batch's effects real; False if the claim was lost.
 
     Everything that touches only this batch's rows goes first (outputs, the refill of the run's
@@ -295,7 +339,7 @@ async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, o
             items_out = written.items_out if written else 0
             credits = written.credits if written else 0
             refilled = await emit_window(session, run_pk=run.pk, run_id=run.run_id, stage=ctx.stage, count=1) \
-                if window_size(deps) is not None else 0
+                if window_size(deps, work) is not None else 0
             deps.logger.log_stage_progress(
                 session, run, ctx.stage, f"batch {claim.seq + 1}/{claim.batches_total} done: {len(claim.item_ids)} "
                                          f"{work.input_name} -> {items_out} {work.output_name}, {credits} credits")
@@ -303,7 +347,7 @@ async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, o
             row = (await session.execute(FINISH, {
                 **charge_params(account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,
                                 stage=ctx.stage),
-                "token": claim.token, "items_out": items_out, "ai_calls": 1 if inputs else 0,
+                "token": claim.token, "items_out": items_out, "ai_calls": ai_calls,
             })).one()
             if not row.paid:
                 raise await insufficient(session, run.account_id, credits)
@@ -351,7 +395,7 @@ async def keep_lease(deps: Deps, claim: Claim) -> None:
                 renewed = await session.execute(
                     update(StageBatch).where(StageBatch.id == claim.batch_id, StageBatch.claim_token == claim.token,
                                              StageBatch.status == "claimed")
-                    .values(lease_expires_at=now() + timedelta(seconds=lease)))
+                    .values(lease_expires_at=func.now() + timedelta(seconds=lease)))
             if renewed.rowcount == 0:  # type: ignore[attr-defined]
                 return
         except Exception:  # database away for a moment: the next renewal tries again
@@ -374,8 +418,9 @@ async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork) -> N
         raise
     heartbeat = asyncio.create_task(keep_lease(deps, claim))
     try:
-        outputs = await work.generate(deps, inputs) if inputs else None
-        await finish_batch(deps, claim, work, inputs, outputs)
+        with count_ai_calls() as calls:
+            outputs = await work.generate(deps, inputs) if inputs else None
+        await finish_batch(deps, claim, work, inputs, outputs, ai_calls=calls.count)
     except InsufficientCredits as error:
         await pause_for_credits(deps, claim, error)
     except Exception as error:

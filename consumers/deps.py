@@ -55,6 +55,10 @@ class StageWork(Protocol):
     number: int
     input_name: str
     output_name: str
+    # One batch at a time, each seeing what the ones before it wrote (a window of one), so the
+    # stage's result does not depend on concurrency or timing: stage 1, whose batches join the
+    # clusters earlier batches made. The other stages' batches are independent of each other.
+    sequential: bool
 
     def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
         """The seed's query for the stage, as ids in a stable order."""

@@ -32,6 +32,7 @@ class ClusteringStage:
     number = 1
     input_name = "keywords"
     output_name = "clusters"
+    sequential = True
 
     def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
         return select(Keyword.id).where(*_eligible(site_id)).order_by(Keyword.id)

@@ -1,8 +1,14 @@
-"""Stage 2: clusters -> content ideas (GenerateIdeas). Seed query: status='new' without ideas."""
+"""Stage 2: clusters -> content ideas (GenerateIdeas). Seed query: status='new' without ideas.
+
+The titles shown to the AI as taken are those the site had when its active run started, not the
+ones this run's other batches wrote a moment ago: what a batch sees then does not depend on which
+batches ran first, and the same input gives the same ideas. Should two of the run's clusters still
+come up with one title, the later writer keeps its idea under the title with its cluster's name.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,9 +16,17 @@ from consumers.deps import BatchContext, Deps, Written
 from consumers.relevance import closest, significant_words
 from shared.ai.base import ClusterIn, IdeaOut, InvalidAIOutput
 from shared.ai.functions import GenerateIdeas
-from shared.models import Cluster, ContentIdea, Keyword
+from shared.models import ACTIVE_RUN_STATUSES, AutomationRun, Cluster, ContentIdea, Keyword
 
 TAKEN_TITLES = 200  # existing titles shown per batch so the AI avoids them: the prompt stays bounded
+
+
+def _before_active_run(site_id: int) -> ColumnElement[bool]:
+    """Ideas the site had when its active run (at most one: the per-site lock) started."""
+    started = (select(AutomationRun.started_at)
+               .where(AutomationRun.site_id == site_id, AutomationRun.status.in_(ACTIVE_RUN_STATUSES))
+               .scalar_subquery())
+    return ContentIdea.created_at < func.coalesce(started, func.now())
 
 
 def _eligible(site_id: int):  # type: ignore[no-untyped-def]
@@ -24,6 +38,7 @@ class IdeasStage:
     number = 2
     input_name = "clusters"
     output_name = "ideas"
+    sequential = False
 
     def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
         return select(Cluster.id).where(*_eligible(site_id)).order_by(Cluster.id)
@@ -42,7 +57,8 @@ class IdeasStage:
         # titles that could clash: the site's titles sharing the most words with the clusters' names
         # (a site-wide list would grow with the site; the unique constraint rejects any clash missed)
         taken = frozenset((await session.scalars(closest(
-            select(ContentIdea.title).where(ContentIdea.site_id == site_id), ContentIdea.title,
+            select(ContentIdea.title).where(ContentIdea.site_id == site_id, _before_active_run(site_id)),
+            ContentIdea.title,
             significant_words(c.name for c in clusters), TAKEN_TITLES))).all())
         return clusters, taken
 
@@ -58,16 +74,26 @@ class IdeasStage:
                                         .order_by(Cluster.id).with_for_update())).all()
         created = 0
         for cluster in locked:
-            inserted = (await session.scalars(
-                insert(ContentIdea).values([
-                    {"site_id": ctx.site_id, "cluster_id": cluster.id, "title": idea.title[:300],
+            rows = [{"site_id": ctx.site_id, "cluster_id": cluster.id, "title": idea.title[:300],
                      "content_type": idea.content_type, "target_keywords": list(idea.target_keywords),
                      "outline": [{"h2": s.h2, "h3s": list(s.h3s)} for s in idea.outline],
                      "description": idea.description, "status": "new"}
-                    for idea in outputs[cluster.id]])
-                .on_conflict_do_nothing(index_elements=["site_id", "title"]).returning(ContentIdea.id))).all()
+                    for idea in outputs[cluster.id]]
+            inserted = await _insert_ideas(session, rows)
+            clashed = [r for r in rows if r["title"] not in inserted]
+            for row in clashed:  # another batch of this run took the title since this one was planned
+                row["title"] = f"{row['title'][:300 - len(cluster.name) - 3]} ({cluster.name})"[:300]
+            if clashed:
+                inserted |= await _insert_ideas(session, clashed)
             if not inserted:
                 raise InvalidAIOutput(f"every idea title for cluster {cluster.id} is already taken")
             cluster.status = "mapped"
             created += len(inserted)
         return Written(items_out=created, credits=GenerateIdeas.credits(len(locked)))
+
+
+async def _insert_ideas(session: AsyncSession, rows: list[dict[str, object]]) -> set[str]:
+    """Insert the ideas whose titles are free; returns the titles inserted."""
+    return set((await session.scalars(
+        insert(ContentIdea).values(rows).on_conflict_do_nothing(index_elements=["site_id", "title"])
+        .returning(ContentIdea.title))).all())

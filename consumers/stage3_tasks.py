@@ -14,6 +14,7 @@ class TasksStage:
     number = 3
     input_name = "ideas"
     output_name = "tasks"
+    sequential = False
 
     def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
         return (select(ContentIdea.id).where(ContentIdea.site_id == site_id, ContentIdea.status == "new")

@@ -20,6 +20,7 @@ class ContentStage:
     number = 4
     input_name = "tasks"
     output_name = "content"
+    sequential = False
 
     def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
         return select(Task.id).where(*_eligible(site_id)).order_by(Task.id)

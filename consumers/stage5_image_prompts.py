@@ -23,6 +23,7 @@ class ImagePromptsStage:
     number = 5
     input_name = "content"
     output_name = "image prompts"
+    sequential = False
 
     def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
         return select(Content.id).where(*_eligible(site_id)).order_by(Content.id)

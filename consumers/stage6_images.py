@@ -42,6 +42,7 @@ class ImagesStage:
     number = 6
     input_name = "image prompts"
     output_name = "images"
+    sequential = False
 
     def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
         return select(Image.id).where(Image.site_id == site_id, Image.status == "pending").order_by(Image.id)

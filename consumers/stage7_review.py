@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consumers.batches import lock_run, now
+from consumers.batches import check_trigger, lock_run, now
 from consumers.deps import Deps
 from shared.automation_logger import RunRef
-from shared.events import RunStateChanged, StageCompleted
+from shared.events import RequestStage, RunStateChanged, StageCompleted, planned_stage
+from shared.messaging import PoisonMessage
 from shared.models import RunStage
 from shared.outbox import add_events
 
@@ -44,11 +45,14 @@ async def store_review_queue(session: AsyncSession, run_pk: int, site_id: int) -
         "summary": json.dumps(SUMMARY), "site_id": site_id, "run_pk": run_pk}) or 0)
 
 
-async def complete_run(deps: Deps, run_id: str) -> None:
-    """Record the review queue as stage 7's result and mark the run completed (once)."""
+async def complete_run(deps: Deps, trigger: RequestStage | StageCompleted) -> None:
+    """Record the review queue as stage 7's result and mark the run completed (once), when stage 6
+    has completed (a forged or early trigger is poison and ends nothing)."""
+    if planned_stage(trigger) != STAGE:
+        raise PoisonMessage(f"{trigger.type} does not plan stage {STAGE}")
     async with deps.sessions() as session, session.begin():
-        run, site = await lock_run(session, run_id)
-        if run.status != "running" or await session.get(RunStage, (run.id, STAGE)) is not None:
+        run, site = await lock_run(session, trigger.run_id)
+        if not await check_trigger(session, run, trigger) or await session.get(RunStage, (run.id, STAGE)) is not None:
             return
         in_review = await store_review_queue(session, run.id, site.id)
         finished = now()

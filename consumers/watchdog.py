@@ -1,5 +1,13 @@
-"""The watchdog, run by the control process: recovers batches whose consumer died and fails
-runs that stopped making progress. Every action is written to the run's log.
+"""The watchdog, run by the control process: recovers batches whose consumer died, re-requests
+the stage of runs that have nothing in flight, and fails runs that stopped making progress.
+Every action is written to the run's log. Every time is the database's clock.
+
+Why the re-request: a message whose retries ran out is dead-lettered and its run failed, but
+failing the run needs the database. When the database itself was away longer than the retry
+budget, the run stayed `running` with no message left anywhere, holding the site's lock until
+the 6-hour timeout. Re-requesting the current stage is safe because planning is idempotent
+(it plans a stage not yet planned, or re-emits the open batches of one that is) and every
+trigger is checked against the run's state.
 """
 
 from __future__ import annotations
@@ -8,12 +16,12 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, or_, select, update
 
 from consumers.batches import now
 from consumers.deps import Deps
 from shared.automation_logger import RunRef
-from shared.events import ProcessBatch, RunStateChanged
+from shared.events import ProcessBatch, RequestStage, RunStateChanged
 from shared.models import AutomationRun, Site, StageBatch
 from shared.outbox import add_events
 
@@ -27,7 +35,7 @@ async def reissue_expired_batches(deps: Deps) -> int:
             select(StageBatch.id, StageBatch.stage, StageBatch.seq, StageBatch.claimed_by, AutomationRun,
                    Site.account_id)
             .join(AutomationRun, AutomationRun.id == StageBatch.run_id).join(Site, Site.id == AutomationRun.site_id)
-            .where(StageBatch.status == "claimed", StageBatch.lease_expires_at < now(),
+            .where(StageBatch.status == "claimed", StageBatch.lease_expires_at < func.now(),
                    AutomationRun.status == "running")
             .with_for_update(of=StageBatch, skip_locked=True))).all()
         for batch_id, stage, seq, holder, run, account_id in expired:
@@ -50,7 +58,7 @@ async def fail_stale_runs(deps: Deps) -> int:
         stale = (await session.execute(
             select(AutomationRun, Site.account_id).join(Site, Site.id == AutomationRun.site_id)
             .where(AutomationRun.status == "running",
-                   AutomationRun.last_progress_at < now() - timedelta(seconds=limit))
+                   AutomationRun.last_progress_at < func.now() - timedelta(seconds=limit))
             .with_for_update(of=AutomationRun, skip_locked=True))).all()
         for run, account_id in stale:
             message = f"watchdog: no progress for {limit} s at stage {run.current_stage}; run failed"
@@ -66,6 +74,32 @@ async def fail_stale_runs(deps: Deps) -> int:
     return len(stale)
 
 
+async def nudge_stalled_runs(deps: Deps) -> int:
+    """Re-request the current stage of running runs without progress for `stall_seconds` and with
+    no live claim, at most once per `stall_seconds` each."""
+    stall = timedelta(seconds=deps.settings.stall_seconds)
+    live_claim = exists().where(StageBatch.run_id == AutomationRun.id, StageBatch.status == "claimed",
+                                StageBatch.lease_expires_at >= func.now())
+    async with deps.sessions() as session, session.begin():
+        stalled = (await session.execute(
+            select(AutomationRun, Site.account_id).join(Site, Site.id == AutomationRun.site_id)
+            .where(AutomationRun.status == "running", AutomationRun.last_progress_at < func.now() - stall,
+                   or_(AutomationRun.watchdog_nudged_at.is_(None),
+                       AutomationRun.watchdog_nudged_at < func.now() - stall),
+                   ~live_claim)
+            .with_for_update(of=AutomationRun, skip_locked=True))).all()
+        for run, account_id in stalled:
+            run.watchdog_nudged_at = func.now()
+            add_events(session, RequestStage.for_stage(run.run_id, run.current_stage))
+            deps.logger.run_event(session, RunRef.of(run, account_id),
+                                  f"watchdog: no progress for {deps.settings.stall_seconds} s and nothing in flight "
+                                  f"at stage {run.current_stage}; stage re-requested", level="WARNING")
+    if stalled:
+        deps.relay.wake()
+        log.warning("re-requested the stage of %d stalled runs", len(stalled))
+    return len(stalled)
+
+
 async def watch_forever(deps: Deps) -> None:
     """One pass every `watchdog_interval_seconds`; a failed pass is logged and retried."""
     while True:
@@ -73,6 +107,7 @@ async def watch_forever(deps: Deps) -> None:
         try:
             await reissue_expired_batches(deps)
             await fail_stale_runs(deps)
+            await nudge_stalled_runs(deps)
         except asyncio.CancelledError:
             raise
         except Exception:

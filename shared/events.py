@@ -11,10 +11,28 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 STAGES = range(1, 8)
 BATCH_STAGES = range(1, 7)
+
+# Ranges and alphabets of the ids a message may carry. A value outside them would reach
+# PostgreSQL and fail there (an integer out of range, a NUL byte), which used to look like a
+# database outage and be retried; checked here, such a message is poison from the start.
+RUN_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="The run's id.")]
+SiteId = Annotated[int, Field(gt=0, le=INT4_MAX, description="The site's id.")]
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 def _now() -> datetime:
@@ -42,10 +60,10 @@ class StartRun(Message):
     """Ask run control to start an automation run for a site."""
 
     type: Literal["run.start"] = "run.start"
-    site_id: int = Field(gt=0, description="The site to run.")
+    site_id: SiteId
     trigger: Literal["manual", "scheduled"] = Field("manual", description="Who asked.")
-    requested_by: str = Field("main-app", max_length=200, description="User or process that asked.")
-    idempotency_key: str | None = Field(
+    requested_by: Text = Field("main-app", max_length=200, description="User or process that asked.")
+    idempotency_key: Text | None = Field(
         None, max_length=200, description="One run at most is started per (site, key)."
     )
 
@@ -54,15 +72,15 @@ class PauseRun(Message):
     """Ask run control to pause a run: no new batch is claimed until it is resumed."""
 
     type: Literal["run.pause"] = "run.pause"
-    run_id: str = Field(min_length=1, max_length=64)
-    reason: str = Field("paused by user", max_length=500)
+    run_id: RunId
+    reason: Text = Field("paused by user", max_length=500)
 
 
 class ResumeRun(Message):
     """Ask run control to resume a paused (or failed) run where it stopped."""
 
     type: Literal["run.resume"] = "run.resume"
-    run_id: str = Field(min_length=1, max_length=64)
+    run_id: RunId
 
 
 class RequestStage(Message):
@@ -70,7 +88,7 @@ class RequestStage(Message):
 
     type: Literal["stage.1.requested", "stage.2.requested", "stage.3.requested", "stage.4.requested",
                   "stage.5.requested", "stage.6.requested", "stage.7.requested"]
-    run_id: str
+    run_id: RunId
 
     @property
     def stage(self) -> int:
@@ -86,8 +104,8 @@ class ProcessBatch(Message):
 
     type: Literal["stage.1.batch", "stage.2.batch", "stage.3.batch", "stage.4.batch",
                   "stage.5.batch", "stage.6.batch"]
-    run_id: str
-    batch_id: int = Field(gt=0)
+    run_id: RunId
+    batch_id: int = Field(gt=0, le=INT8_MAX)
 
     @property
     def stage(self) -> int:
@@ -106,7 +124,7 @@ class StageCompleted(Message):
 
     type: Literal["stage.1.completed", "stage.2.completed", "stage.3.completed", "stage.4.completed",
                   "stage.5.completed", "stage.6.completed", "stage.7.completed"]
-    run_id: str
+    run_id: RunId
     result: dict[str, Any] = Field(default_factory=dict, description="The stage's result, as stored.")
 
     @property

@@ -1,9 +1,17 @@
 """Broker factory and the failure routing every consumer shares.
 
-Exceptions drive acknowledgement: a malformed message is dead-lettered at once with its
-reason; any other error is retried through the delay queues with exponential backoff and
-jitter, counting attempts in our own header, and dead-lettered after the last attempt.
-The original delivery is acknowledged only once its retry or dead-letter copy is confirmed.
+Exceptions drive acknowledgement, classified once here (`disposition`):
+- *poison*: the message itself can never succeed (malformed, out of range, forged, naming a
+  state its run is not in). Dead-lettered at once with its reason; it touches no run.
+- *fail*: the message is genuine but its work cannot succeed by retrying (the AI provider said
+  so, or the run's own data is rejected by the database). Dead-lettered at once and its run failed.
+- *retry*: anything else (database or broker away, timeouts, rate limits). Retried through the
+  delay queues with exponential backoff and jitter, counting attempts in our own header; after the
+  last attempt it is dead-lettered and its run failed.
+The original delivery is acknowledged only once its retry or dead-letter copy is confirmed, and
+every dead letter carries `x-dead-letter-reason`. Failing the run may itself fail (the database is
+the thing that is down): the dead letter stands, and the control process's watchdog re-requests
+the run's stage once the database is back (`consumers.watchdog.nudge_stalled_runs`).
 """
 
 from __future__ import annotations
@@ -12,9 +20,11 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from types import TracebackType
 from typing import Any
 
+import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 from faststream import BaseMiddleware
 from faststream.exceptions import SubscriberNotFound
@@ -22,6 +32,7 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError as SQLDataError
 
 from shared.settings import Settings
 from shared.topology import ATTEMPT_HEADER, RETRY_TIER_HEADER, Topology
@@ -33,12 +44,43 @@ RetryHook = Callable[[dict[str, Any], int, float, str], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
-    """A message that can never succeed (wrong schema, unknown type, inconsistent ids)."""
+    """A message that can never succeed (wrong schema, unknown type, inconsistent ids, a command
+    its run's state contradicts)."""
 
 
+class Disposition(Enum):
+    POISON = "poison"
+    FAIL = "fail"
+    RETRY = "retry"
+
+
+# Errors raised while decoding or validating a message: nothing in it can ever be processed.
 POISON_ERRORS: tuple[type[BaseException], ...] = (
-    PoisonMessage, ValidationError, json.JSONDecodeError, UnicodeDecodeError, SubscriberNotFound,
+    PoisonMessage, ValidationError, json.JSONDecodeError, UnicodeDecodeError, SubscriberNotFound, RecursionError,
 )
+# Errors that repeat identically on every try: the database rejecting a value (out of range, NUL
+# byte, too long), client-side or server-side.
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
+    SQLDataError, asyncpg.exceptions.DataError, asyncpg.exceptions._base.DataError,
+)
+
+
+def disposition(error: BaseException) -> Disposition:
+    """What to do with a message whose handler raised `error` (see the module's docstring).
+
+    An exception says it is final with `retryable = False` (the AI layer's `AIError` does); the
+    cause chain is followed, so a wrapped error keeps its class.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, POISON_ERRORS):
+            return Disposition.POISON
+        if isinstance(current, DETERMINISTIC_ERRORS) or getattr(current, "retryable", None) is False:
+            return Disposition.FAIL
+        current = current.__cause__ or current.__context__
+    return Disposition.RETRY
 
 
 def describe(error: BaseException) -> str:
@@ -75,13 +117,12 @@ class FailureRouter:
         log.error("dead-lettered message %s (%s): %s", message.message_id, message.routing_key, reason)
 
     async def retry(self, message: AbstractIncomingMessage, error: BaseException) -> None:
+        """Send the message to the delay tier of its attempt, or dead-letter it after the last one."""
         assert self.broker is not None
         attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1) or 1)  # type: ignore[call-overload]
         reason = describe(error)
         if attempt >= self.settings.max_attempts:
-            await self.dead_letter(message, f"gave up after {attempt} attempts: {reason}")
-            if self.on_exhausted is not None:
-                await self.on_exhausted(_payload(message), f"gave up after {attempt} attempts: {reason}")
+            await self.give_up(message, f"gave up after {attempt} attempts: {reason}")
             return
         tier, delay = self.backoff_seconds(attempt)
         headers = dict(message.headers or {})
@@ -97,6 +138,32 @@ class FailureRouter:
                 await self.on_retry(_payload(message), attempt, delay, reason)
             except Exception:  # the retry is scheduled; a log line is not worth failing it
                 log.warning("could not record the retry in the run log", exc_info=True)
+
+    async def give_up(self, message: AbstractIncomingMessage, reason: str) -> None:
+        """Dead-letter a genuine message whose work cannot succeed, then fail its run.
+
+        The dead letter comes first and stands on its own: if failing the run raises too (the
+        database is down), the delivery is still acknowledged once, with its reason, and the
+        watchdog recovers the run when the database is back."""
+        await self.dead_letter(message, reason)
+        if self.on_exhausted is None:
+            return
+        try:
+            await self.on_exhausted(_payload(message), reason)
+        except Exception:
+            log.error("could not fail the run of %s (%s); the watchdog will re-request its stage",
+                      message.message_id, message.routing_key, exc_info=True)
+
+    async def route(self, message: AbstractIncomingMessage, error: BaseException) -> Disposition:
+        """Dead-letter, fail or retry `message` by the class of `error`; returns what was done."""
+        kind = disposition(error)
+        if kind is Disposition.POISON:
+            await self.dead_letter(message, describe(error))
+        elif kind is Disposition.FAIL:
+            await self.give_up(message, f"not retryable: {describe(error)}")
+        else:
+            await self.retry(message, error)
+        return kind
 
 
 def _payload(message: AbstractIncomingMessage) -> dict[str, Any]:
@@ -117,10 +184,7 @@ def failure_middleware(router: FailureRouter) -> type[BaseMiddleware]:
             if exc_val is None or not isinstance(exc_val, Exception):
                 return False
             raw: AbstractIncomingMessage = self.msg  # type: ignore[assignment]
-            if isinstance(exc_val, POISON_ERRORS):
-                await router.dead_letter(raw, describe(exc_val))
-            else:
-                await router.retry(raw, exc_val)
+            await router.route(raw, exc_val)
             return True  # handled: the original delivery is acknowledged
 
     return FailureMiddleware

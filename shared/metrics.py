@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -30,11 +31,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.messaging import POISON_ERRORS
+from shared.messaging import Disposition, disposition
 from shared.models import AutomationRun, CreditLedger, StageBatch
 
 __all__ = ["AI_CALL_SECONDS", "BATCH_SECONDS", "MESSAGES", "PIPELINE_STATE", "REGISTRY", "PipelineState", "Snapshot",
-           "counted", "timed_ai_call"]
+           "count_ai_calls", "counted", "timed_ai_call"]
 
 log = logging.getLogger("automation.metrics")
 T = TypeVar("T")
@@ -44,7 +45,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 MESSAGES = Counter(
     "automation_messages", "Messages handled by a consumer, per stage ('control' or 1-7), kind (command, plan, "
     "batch) and outcome (ok; error: retried through the delay queues or, after the last attempt, dead-lettered; "
-    "poison: dead-lettered at once).",
+    "failed: not retryable, dead-lettered and its run failed at once; poison: dead-lettered at once).",
     ["stage", "kind", "outcome"], registry=REGISTRY,
 )
 BATCH_SECONDS = Histogram(
@@ -57,6 +58,8 @@ AI_CALL_SECONDS = Histogram(
     ["function", "provider", "outcome"], buckets=LATENCY_BUCKETS, registry=REGISTRY,
 )
 
+OUTCOMES = {Disposition.POISON: "poison", Disposition.FAIL: "failed", Disposition.RETRY: "error"}
+
 
 @contextmanager
 def counted(stage: str, kind: str) -> Iterator[None]:
@@ -66,16 +69,38 @@ def counted(stage: str, kind: str) -> Iterator[None]:
     try:
         yield
         outcome = "ok"
-    except POISON_ERRORS:
-        outcome = "poison"
+    except Exception as error:
+        outcome = OUTCOMES[disposition(error)]
         raise
     finally:
         MESSAGES.labels(stage, kind, outcome).inc()
 
 
+@dataclass
+class CallCount:
+    count: int = 0
+
+
+_AI_CALLS: ContextVar[CallCount | None] = ContextVar("automation_ai_calls", default=None)
+
+
+@contextmanager
+def count_ai_calls() -> Iterator[CallCount]:
+    """Count the provider calls made inside the block (tasks it gathers included): a batch's
+    `ai_calls` is what it really asked the provider, not one per batch."""
+    counter = CallCount()
+    token = _AI_CALLS.set(counter)
+    try:
+        yield counter
+    finally:
+        _AI_CALLS.reset(token)
+
+
 async def timed_ai_call(function: str, provider: object, call: Awaitable[T]) -> T:
     """Await one provider call and observe its latency."""
     name = str(getattr(provider, "name", "") or type(provider).__name__)
+    if (counter := _AI_CALLS.get()) is not None:
+        counter.count += 1
     started = time.perf_counter()
     outcome = "error"
     try:

@@ -139,6 +139,7 @@ class AutomationRun(Base):
     started_at: Mapped[datetime] = _created()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_progress_at: Mapped[datetime] = _created()
+    watchdog_nudged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def set_stage_result(self, stage: int, result: dict[str, Any]) -> None:
         setattr(self, f"stage_{stage}_result", result)

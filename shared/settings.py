@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     stale_run_seconds: int = Field(
         6 * 3600, ge=10, description="A running run without progress for this long is failed (the seed's lock timeout)."
     )
+    stall_seconds: int = Field(
+        90, ge=1,
+        description="A running run with no progress and no batch in flight for this long has its current stage "
+        "re-requested by the watchdog (recovers runs whose messages were dead-lettered while the database was "
+        "away). Must exceed the retry budget (the sum of the retry delays).",
+    )
     max_attempts: int = Field(5, ge=1, le=50, description="Tries of a batch on transient errors.")
     retry_base_seconds: float = Field(2.0, gt=0, description="First retry delay; doubles each try.")
     schedule_grace_seconds: int = Field(3600, ge=0, description="A slot missed by less than this still fires.")
@@ -76,6 +82,15 @@ class Settings(BaseSettings):
         5.0, gt=0, le=300,
         description="How often the control and API processes reread the pipeline-state gauges from the database.",
     )
+
+    @model_validator(mode="after")
+    def _stall_after_retries(self) -> Settings:
+        budget = self.retry_base_seconds * (2 ** max(1, self.max_attempts - 1) - 1) * 1.2
+        if self.stall_seconds <= budget:
+            raise ValueError(f"stall_seconds ({self.stall_seconds}) must exceed the retry budget ({budget:.0f} s: "
+                             "retry_base_seconds doubled over max_attempts, with jitter), or the watchdog would "
+                             "re-request stages whose retries are still pending")
+        return self
 
     @field_validator("database_url")
     @classmethod

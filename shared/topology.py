@@ -15,7 +15,12 @@ from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, Rabbit
 from shared.events import BATCH_STAGES, STAGES
 from shared.settings import Settings
 
-RETRY_TIER_HEADER = "x-retry-tier"
+# RabbitMQ's headers exchange ignores every header whose name begins with "x-" when it matches, so
+# the tier header must not have that prefix: with it, every delay queue's binding matched every
+# retry and each retry was copied into every tier (4, 16, 64 ... copies). The old name is unbound at
+# declaration so a broker upgraded in place stops copying too.
+RETRY_TIER_HEADER = "automation-retry-tier"
+LEGACY_RETRY_TIER_HEADER = "x-retry-tier"
 ATTEMPT_HEADER = "x-automation-attempt"
 
 
@@ -95,6 +100,7 @@ async def declare_topology(broker: RabbitBroker, topology: Topology) -> None:
     retry = await broker.declare_exchange(topology.retry_exchange)
     for tier in range(len(topology.retry_delays_seconds)):
         delay_queue = await broker.declare_queue(topology.retry_queue(tier))
+        await delay_queue.unbind(retry, arguments={"x-match": "all", LEGACY_RETRY_TIER_HEADER: str(tier)})
         await delay_queue.bind(retry, arguments={"x-match": "all", RETRY_TIER_HEADER: str(tier)})
     declared: dict[str, object] = {}
     for queue, key in topology.bindings():

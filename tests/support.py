@@ -43,9 +43,9 @@ async def dispatch(deps: Deps, key: str, payload: dict[str, Any]) -> None:
             else StageCompleted.model_validate(payload)
         stage = planned_stage(trigger)
         if stage == 7:
-            await complete_run(deps, trigger.run_id)
+            await complete_run(deps, trigger)
         elif stage < 7:
-            await plan_stage(deps, trigger.run_id, STAGE_WORK[stage])
+            await plan_stage(deps, trigger, STAGE_WORK[stage])
 
 
 class Bus:

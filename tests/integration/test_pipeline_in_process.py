@@ -130,7 +130,11 @@ async def test_batch_sizes_hold(deps, make_site, provider):
             batches = (await session.scalars(select(StageBatch).where(
                 StageBatch.run_id == run.id, StageBatch.stage == stage))).all()
             eligible = run.stage_result(stage)["items_in"]
-            assert len(batches) == math.ceil(eligible / size) == run.stage_result(stage)["ai_calls"]
+            assert len(batches) == math.ceil(eligible / size)
+            # the provider calls made: one per batch for clustering, none for the local task queue,
+            # one per item for the rest (ideas per cluster, articles, prompts, images)
+            calls_made = {1: len(batches), 3: 0}.get(stage, eligible)
+            assert run.stage_result(stage)["ai_calls"] == calls_made, stage
             assert all(len(b.item_ids) <= size for b in batches)
             assert sum(len(b.item_ids) for b in batches) == eligible
 

@@ -11,7 +11,7 @@ from consumers import run_control
 from consumers.batches import input_table, plan_stage
 from consumers.stage1_clustering import ClusteringStage
 from shared.db import analyze_if_stale, autocommit_session
-from shared.events import StartRun
+from shared.events import RequestStage, StartRun
 from shared.models import AutomationRun
 from tests.support import drain_outbox
 
@@ -42,7 +42,7 @@ async def test_a_bulk_import_is_analyzed_when_its_stage_is_planned(deps, session
         if changed >= 3000:
             break
         await asyncio.sleep(0.2)
-    await plan_stage(deps, run_id, ClusteringStage())
+    await plan_stage(deps, RequestStage.for_stage(run_id, 1), ClusteringStage())
     await drain_outbox(deps)  # this run goes no further: leave no messages for the next test's bus
     async with sessions() as session, session.begin():
         await session.execute(update(AutomationRun).where(AutomationRun.run_id == run_id).values(status="failed"))

@@ -1,17 +1,20 @@
-"""The watchdog: batches whose consumer died are handed out again; stale runs are failed."""
+"""The watchdog: batches whose consumer died are handed out again; runs with nothing in flight have
+their stage re-requested; stale runs are failed. Plan triggers are checked against the run's state."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from consumers.batches import Claim, claim_batch, now
-from consumers.watchdog import fail_stale_runs, reissue_expired_batches
+from consumers.watchdog import fail_stale_runs, nudge_stalled_runs, reissue_expired_batches
 from shared.db import autocommit_session
-from shared.events import ProcessBatch, StartRun
-from shared.models import AutomationRun, RunLogLine, StageBatch
-from tests.support import Bus, dispatch, drain_outbox
+from shared.events import ProcessBatch, RequestStage, StageCompleted, StartRun
+from shared.messaging import PoisonMessage
+from shared.models import AutomationRun, RunLogLine, RunStage, StageBatch
+from tests.support import Bus, dispatch, drain_outbox, site_outcome
 
 
 async def started_run(deps, make_site) -> tuple[AutomationRun, list[ProcessBatch]]:
@@ -75,3 +78,76 @@ async def test_a_run_without_progress_is_failed_and_its_lock_released(deps, make
         statuses = (await session.scalars(select(AutomationRun.status).where(
             AutomationRun.site_id == run.site_id).order_by(AutomationRun.id))).all()
     assert statuses == ["failed", "running"]
+
+
+async def until_stage(deps, make_site, stage: int) -> AutomationRun:
+    """A run whose stage `stage - 1` completed; the `stage.N.completed` message is dropped, as one
+    dead-lettered during a database outage would be."""
+    site = await make_site(keywords=24)
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id))
+    while True:
+        for key, payload in await drain_outbox(deps):
+            if key == f"stage.{stage - 1}.completed":
+                async with deps.sessions() as session:
+                    return await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site.id))
+            await dispatch(deps, key, payload)
+
+
+async def test_a_run_whose_stage_message_was_lost_is_re_requested_and_completes(deps, make_site):
+    run = await until_stage(deps, make_site, 4)
+    assert await nudge_stalled_runs(deps) == 0  # progress is recent: left alone
+    async with deps.sessions() as session, session.begin():
+        await session.execute(update(AutomationRun).where(AutomationRun.id == run.id).values(
+            last_progress_at=now() - timedelta(seconds=deps.settings.stall_seconds + 5)))
+    assert await nudge_stalled_runs(deps) == 1
+    assert await nudge_stalled_runs(deps) == 0  # once per stall period
+    pending = await drain_outbox(deps)
+    assert [(k, p["run_id"]) for k, p in pending] == [("stage.4.requested", run.run_id)]
+    bus = Bus(deps)
+    for key, payload in pending:
+        await dispatch(deps, key, payload)
+    await bus.pump()
+    async with deps.sessions() as session:
+        done = await session.get(AutomationRun, run.id)
+        lines = (await session.scalars(select(RunLogLine.message).where(RunLogLine.run_id == run.id))).all()
+    assert done.status == "completed"
+    assert any("nothing in flight at stage 4; stage re-requested" in line for line in lines)
+    outcome = await site_outcome(deps, run.site_id)
+    assert outcome["content_in_review"] == outcome["tasks"] > 0
+
+
+async def test_a_run_with_a_live_claim_is_not_nudged(deps, make_site):
+    run, batches = await started_run(deps, make_site)
+    assert await claim_as_consumer(deps, batches[0]) is not None  # a long AI call, lease renewed
+    async with deps.sessions() as session, session.begin():
+        await session.execute(update(AutomationRun).where(AutomationRun.id == run.id).values(
+            last_progress_at=now() - timedelta(seconds=deps.settings.stall_seconds + 5)))
+    assert await nudge_stalled_runs(deps) == 0
+    async with deps.sessions() as session, session.begin():
+        await session.execute(update(AutomationRun).where(AutomationRun.id == run.id).values(status="failed"))
+    await drain_outbox(deps)
+
+
+@pytest.mark.parametrize("forged", [
+    RequestStage.for_stage("forged", 5), RequestStage.for_stage("forged", 7),
+    StageCompleted.for_stage("forged", 4, {}), StageCompleted.for_stage("forged", 6, {}),
+])
+async def test_a_trigger_its_run_contradicts_is_poison_and_changes_nothing(deps, make_site, forged):
+    run = await until_stage(deps, make_site, 4)
+    for key, payload in [("stage.4.requested", {"type": "stage.4.requested", "run_id": run.run_id})]:
+        await dispatch(deps, key, payload)  # stage 4 planned, its batches queued
+    await drain_outbox(deps)
+    before = await site_outcome(deps, run.site_id)
+    with pytest.raises(PoisonMessage, match="contradicts run"):
+        await dispatch(deps, forged.type, {**forged.model_dump(mode="json"), "run_id": run.run_id})
+    async with deps.sessions() as session:
+        after = await session.get(AutomationRun, run.id)
+        stages = dict((await session.execute(select(RunStage.stage, RunStage.status)
+                                             .where(RunStage.run_id == run.id))).all())
+    assert (after.status, after.current_stage) == ("running", 4)
+    assert stages == {1: "completed", 2: "completed", 3: "completed", 4: "planned"}
+    assert await site_outcome(deps, run.site_id) == before
+    assert await drain_outbox(deps) == []
+    async with deps.sessions() as session, session.begin():
+        await session.execute(update(AutomationRun).where(AutomationRun.id == run.id).values(status="failed"))
