@@ -74,6 +74,7 @@ class RunOut(BaseModel):
     site_id: int
     status: Literal["running", "paused", "completed", "failed"]
     trigger: Literal["manual", "scheduled"]
+    idempotency_key: str | None = Field(None, description="The key of the command that started it (run_now names it).")
     current_stage: int
     total_credits_used: int
     estimated_credits: int
@@ -97,8 +98,9 @@ class History(BaseModel):
 
 class RunAccepted(BaseModel):
     run_id: str | None = Field(description="Null if run control has not picked the command up yet.")
-    status: str
-    idempotency_key: str
+    status: str = Field(description="The run's status, or `queued` while run control has not picked it up.")
+    idempotency_key: str = Field(description="The command's key; the run started by it carries it too.")
+    detail: str | None = Field(None, description="When `queued`: what that means and where to look next.")
 
 
 class Estimate(BaseModel):

@@ -3,15 +3,20 @@ run control is down (issue 13). Real database and broker, the test's own queue p
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator
 
 import aio_pika
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
+from producers.api import routes
 from producers.api.app import create_app
 from shared.api_keys import create_api_key
+from shared.models import AutomationRun
 from shared.settings import Settings
 from shared.topology import Topology
 
@@ -54,3 +59,39 @@ async def control_queue_depth(settings: Settings) -> int:
 
 async def test_the_api_engine_pool_follows_db_pool_size(app: FastAPI) -> None:
     assert app.state.sessions.kw["bind"].pool.size() == 4
+
+
+async def test_run_now_with_run_control_down_answers_503_at_once_and_queues_nothing(
+        client, api_settings, sessions, make_module_site) -> None:
+    site, key = await new_site(sessions, make_module_site)
+    started = time.monotonic()
+    answer = await client.post(f"{BASE}/run_now/", params={"site_id": site.id}, headers=key)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["detail"].startswith("run control is not consuming")
+    assert time.monotonic() - started < 3
+    assert await control_queue_depth(api_settings) == 0  # nothing left to start a run when control comes back
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(AutomationRun)
+                                    .where(AutomationRun.site_id == site.id)) == 0
+
+
+async def test_run_now_unanswered_by_control_says_queued_and_where_to_look(
+        client, api_settings, sessions, make_module_site, monkeypatch) -> None:
+    site, key = await new_site(sessions, make_module_site)
+    received: list[dict[str, object]] = []
+
+    async def stuck_control(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        received.append(json.loads(message.body))  # takes the command and never answers
+
+    connection = await aio_pika.connect(api_settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(Topology.from_settings(api_settings).control_queue().name, passive=True)
+        await queue.consume(stuck_control, no_ack=True)
+        monkeypatch.setattr(routes, "WAIT_FOR_RUN_SECONDS", 0.5)
+        answer = await client.post(f"{BASE}/run_now/", params={"site_id": site.id}, headers=key)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["run_id"] is None and body["status"] == "queued"
+    assert [m["idempotency_key"] for m in received] == [body["idempotency_key"]]
+    assert "current_run" in body["detail"] and body["idempotency_key"] in body["detail"]
