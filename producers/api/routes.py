@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consumers.registry import estimate_for_site
 from consumers.run_control import get_or_create_config
 from producers.api import queries
-from producers.api.auth import current_account, request_session
+from producers.api.auth import UNAUTHORIZED, current_account, request_session
 from producers.api.schemas import (
     ConfigOut,
     ConfigUpdate,
@@ -41,7 +41,7 @@ from shared.models import Account, AutomationRun, RunRejection, Site
 from shared.schedule import next_run_at
 from shared.settings import Settings
 
-router = APIRouter(prefix="/api/v1/automation", tags=["automation"])
+router = APIRouter(prefix="/api/v1/automation", tags=["automation"], responses=UNAUTHORIZED)
 WAIT_FOR_RUN_SECONDS = 10.0
 WAIT_FOR_STATE_SECONDS = 5.0
 RUN_CONTROL_DOWN = ("run control is not consuming run commands (the control process is down), so nothing was "

@@ -125,6 +125,10 @@ class Credits(BaseModel):
     credits_balance: int
 
 
+class Unauthorized(BaseModel):
+    detail: Literal["missing X-API-Key header", "invalid API key"]
+
+
 class Refusal(BaseModel):
     detail: str
     active_run_id: str | None = None

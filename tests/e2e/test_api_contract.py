@@ -95,3 +95,21 @@ async def test_run_now_unanswered_by_control_says_queued_and_where_to_look(
     assert body["run_id"] is None and body["status"] == "queued"
     assert [m["idempotency_key"] for m in received] == [body["idempotency_key"]]
     assert "current_run" in body["detail"] and body["idempotency_key"] in body["detail"]
+
+
+async def test_every_endpoint_that_needs_a_key_documents_its_401(client) -> None:
+    document = (await client.get("/openapi.json")).json()
+    secured = [(path, operation) for path, item in document["paths"].items() for operation in item.values()
+               if operation.get("security")]
+    assert len(secured) >= 15
+    for path, operation in secured:
+        unauthorized = operation["responses"].get("401")
+        assert unauthorized, f"{path} does not document 401"
+        assert unauthorized["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Unauthorized"}
+    schema = document["components"]["schemas"]["Unauthorized"]
+    for headers in ({}, {"X-API-Key": "ak_not-a-key"}):
+        refused = await client.get(f"{BASE}/credits/", headers=headers)
+        assert refused.status_code == 401 and set(refused.json()) == set(schema["properties"]) == {"detail"}
+        assert refused.json()["detail"] in schema["properties"]["detail"]["enum"]
+    run_now = document["paths"][f"{BASE}/run_now/"]["post"]["responses"]
+    assert run_now["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Refusal"}
