@@ -60,8 +60,11 @@ def _log_line_choice(value: int) -> int:
     return value
 
 
-LogLineCount = Annotated[int, AfterValidator(_log_line_choice),
-                         Query(description="How many of the last lines: 50, 100, 200 or 500.")]
+# Query first: after a validator, its bounds are neither enforced nor shown as minimum/maximum in OpenAPI.
+LogLineCount = Annotated[int, Query(ge=min(LOG_LINE_CHOICES), le=max(LOG_LINE_CHOICES),
+                                    json_schema_extra={"enum": list(LOG_LINE_CHOICES)},
+                                    description="How many of the last lines: 50, 100, 200 or 500."),
+                         AfterValidator(_log_line_choice)]
 
 
 SessionDep = Annotated[AsyncSession, Depends(request_session)]

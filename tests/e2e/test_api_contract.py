@@ -113,3 +113,15 @@ async def test_every_endpoint_that_needs_a_key_documents_its_401(client) -> None
         assert refused.json()["detail"] in schema["properties"]["detail"]["enum"]
     run_now = document["paths"][f"{BASE}/run_now/"]["post"]["responses"]
     assert run_now["503"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Refusal"}
+
+
+async def test_log_lines_are_bounded_in_openapi_and_out_of_range_is_422(client, sessions, make_module_site) -> None:
+    document = (await client.get("/openapi.json")).json()
+    parameters = document["paths"][f"{BASE}/logs/"]["get"]["parameters"]
+    lines = next(p["schema"] for p in parameters if p["name"] == "lines")
+    assert (lines["minimum"], lines["maximum"], lines["enum"]) == (50, 500, [50, 100, 200, 500])
+    _site, key = await new_site(sessions, make_module_site)
+    for count in ("0", "-1", "5000", "99999999999999999999", "150"):
+        answer = await client.get(f"{BASE}/logs/", params={"run_id": "run_x", "lines": count}, headers=key)
+        assert answer.status_code == 422, (count, answer.text)
+        assert ["query", "lines"] in [error["loc"] for error in answer.json()["detail"]]
