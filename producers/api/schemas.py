@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.schedule import iana_zone_error, is_iana_zone
 
 BatchSize = Field(None, ge=1, le=1000, description="Items per batch, 1-1000.")
 
@@ -46,14 +47,8 @@ class ConfigUpdate(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _iana(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA timezone {value!r}") from None
-        if value not in available_timezones():
-            raise ValueError(f"unknown IANA timezone {value!r}")
+        if value is not None and not is_iana_zone(value):
+            raise ValueError(iana_zone_error(value))
         return value
 
 

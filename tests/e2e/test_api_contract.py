@@ -125,3 +125,17 @@ async def test_log_lines_are_bounded_in_openapi_and_out_of_range_is_422(client, 
         answer = await client.get(f"{BASE}/logs/", params={"run_id": "run_x", "lines": count}, headers=key)
         assert answer.status_code == 422, (count, answer.text)
         assert ["query", "lines"] in [error["loc"] for error in answer.json()["detail"]]
+
+
+async def test_update_config_takes_only_iana_zone_names(client, sessions, make_module_site) -> None:
+    site, key = await new_site(sessions, make_module_site)
+    params = {"site_id": site.id}
+    for name in ("localtime", "posixrules", "Factory", "posix/Europe/Paris", "../../etc/localtime"):
+        refused = await client.put(f"{BASE}/update_config/", params=params, json={"timezone": name}, headers=key)
+        assert refused.status_code == 422, (name, refused.text)
+        [error] = refused.json()["detail"]
+        assert error["loc"] == ["body", "timezone"] and "not an IANA timezone name" in error["msg"], error
+    assert (await client.get(f"{BASE}/config/", params=params, headers=key)).json()["timezone"] == "UTC"
+    for name in ("Europe/Paris", "UTC", "America/Argentina/Buenos_Aires"):
+        saved = await client.put(f"{BASE}/update_config/", params=params, json={"timezone": name}, headers=key)
+        assert saved.status_code == 200 and saved.json()["timezone"] == name, saved.text
