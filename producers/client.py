@@ -40,6 +40,19 @@ class AutomationClient:
         await publish(self.broker, self.topology, command.routing_key(), command.model_dump(mode="json"))
         return command
 
+    async def control_consumers(self) -> int:
+        """How many processes consume run commands right now; 0 means run control is down.
+
+        A command published then is not lost: it waits in the durable queue and takes effect whenever
+        control comes back, hours later perhaps. A caller that wants an answer now (the API's run_now)
+        asks this first and publishes nothing. Re-declaring the queue with its own arguments costs one
+        round trip and answers the broker's live count (a passive declare would too, but would close the
+        shared channel if the queue had been deleted).
+        """
+        queue = await self.broker.declare_queue(self.topology.control_queue())
+        declared = await queue.declare()
+        return declared.consumer_count or 0
+
     async def start_run(self, site_id: int, *, trigger: str = "manual", requested_by: str = "main-app",
                         idempotency_key: str | None = None) -> StartRun:
         command = StartRun(site_id=site_id, trigger=trigger, requested_by=requested_by,  # type: ignore[arg-type]

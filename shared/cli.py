@@ -179,14 +179,12 @@ def site_create(account_id: int = typer.Option(..., "--account"), name: str = ty
                 timezone: str = typer.Option("UTC"),
                 keywords: typer.FileText = typer.Option(None, help="A file with one keyword per line.")) -> None:
     """Create a site (with its automation config) and optionally load keywords."""
-    from zoneinfo import ZoneInfo, available_timezones
-
     from shared.accounts import add_keywords, create_site
     from shared.models import Account
+    from shared.schedule import iana_zone_error, is_iana_zone
 
-    if timezone not in available_timezones():
-        raise typer.BadParameter(f"unknown IANA timezone {timezone!r}", param_hint="--timezone")
-    ZoneInfo(timezone)
+    if not is_iana_zone(timezone):
+        raise typer.BadParameter(iana_zone_error(timezone), param_hint="--timezone")
     lines = [line.strip() for line in keywords] if keywords else []
 
     async def work(session):  # type: ignore[no-untyped-def]

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(4, ge=1, le=256, description="Default messages in flight per consumer.")
     db_pool_size: int = Field(
         8, ge=1, le=200,
-        description="Database connections per consumer process (a quarter more in overflow). The AI call "
+        description="Database connections per consumer or API process (a quarter more in overflow). The AI call "
         "holds none, so a high concurrency needs few: batches beyond it wait a moment for the database.",
     )
     batch_window: int = Field(

@@ -46,7 +46,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings)
+        engine = make_engine(settings, pool_size=settings.db_pool_size)  # AUTOMATION_DB_POOL_SIZE, as consumers
         app.state.settings = settings
         app.state.sessions = make_sessionmaker(engine)
         app.state.readiness_checks = {"database": database_check(engine)}

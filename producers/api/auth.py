@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from producers.api.schemas import Unauthorized
 from shared.api_keys import account_for_key
 from shared.models import Account
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An account API key.")
+# Every router whose endpoints take `current_account` lists this, so the OpenAPI document shows the 401
+# (FastAPI documents the header, but not what a missing or wrong key answers).
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {
+    "model": Unauthorized, "description": "No X-API-Key header, or a key that is unknown or revoked",
+    "headers": {"WWW-Authenticate": {"description": "ApiKey", "schema": {"type": "string"}}}}}
 
 
 async def request_session(request: Request):  # type: ignore[no-untyped-def]

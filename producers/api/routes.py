@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consumers.registry import estimate_for_site
 from consumers.run_control import get_or_create_config
 from producers.api import queries
-from producers.api.auth import current_account, request_session
+from producers.api.auth import UNAUTHORIZED, current_account, request_session
 from producers.api.schemas import (
     ConfigOut,
     ConfigUpdate,
@@ -41,9 +41,11 @@ from shared.models import Account, AutomationRun, RunRejection, Site
 from shared.schedule import next_run_at
 from shared.settings import Settings
 
-router = APIRouter(prefix="/api/v1/automation", tags=["automation"])
+router = APIRouter(prefix="/api/v1/automation", tags=["automation"], responses=UNAUTHORIZED)
 WAIT_FOR_RUN_SECONDS = 10.0
 WAIT_FOR_STATE_SECONDS = 5.0
+RUN_CONTROL_DOWN = ("run control is not consuming run commands (the control process is down), so nothing was "
+                    "started or queued; start it (`automation consume control`) and try again")
 
 SiteId = Annotated[int, Query(ge=1, le=2**31 - 1, description="The site's id.")]
 RUN_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"  # what run ids are made of; anything else never reaches the database
@@ -58,8 +60,11 @@ def _log_line_choice(value: int) -> int:
     return value
 
 
-LogLineCount = Annotated[int, AfterValidator(_log_line_choice),
-                         Query(description="How many of the last lines: 50, 100, 200 or 500.")]
+# Query first: after a validator, its bounds are neither enforced nor shown as minimum/maximum in OpenAPI.
+LogLineCount = Annotated[int, Query(ge=min(LOG_LINE_CHOICES), le=max(LOG_LINE_CHOICES),
+                                    json_schema_extra={"enum": list(LOG_LINE_CHOICES)},
+                                    description="How many of the last lines: 50, 100, 200 or 500."),
+                         AfterValidator(_log_line_choice)]
 
 
 SessionDep = Annotated[AsyncSession, Depends(request_session)]
@@ -117,17 +122,24 @@ async def update_config(site_id: SiteId, update: ConfigUpdate, account: AccountD
 
 
 @router.post("/run_now/", status_code=202, response_model=RunAccepted,
-             responses={402: {"model": Refusal}, 404: {"model": Refusal}, 409: {"model": Refusal}})
+             responses={402: {"model": Refusal}, 404: {"model": Refusal}, 409: {"model": Refusal},
+                        503: {"model": Refusal, "description": "Run control is down: nothing was started or queued"}})
 async def run_now(site_id: SiteId, request: Request, account: AccountDep, session: SessionDep
                   ) -> RunAccepted | JSONResponse:
+    """202 with the run once run control has started it; 202 `queued` if control has it but has not
+    answered within the wait; 503 at once, publishing nothing, when no control process is consuming
+    (a command left in the queue would start a run whenever control came back, unasked by then)."""
     site = await site_or_404(session, account, site_id)
     refusal = await _start_refusal(session, site, account, settings_of(request).credit_buffer)
     await session.commit()  # end the read transaction (keeps loaded objects usable)
     if refusal is not None:
         return refusal
+    client = client_of(request)
+    if not await client.control_consumers():
+        return JSONResponse(status_code=503, content=Refusal(detail=RUN_CONTROL_DOWN).model_dump())
     key = f"api-{uuid.uuid4().hex}"
-    await client_of(request).send(StartRun(site_id=site.id, trigger="manual", requested_by=f"api:account-{account.id}",
-                                           idempotency_key=key))
+    await client.send(StartRun(site_id=site.id, trigger="manual", requested_by=f"api:account-{account.id}",
+                               idempotency_key=key))
     deadline = clock.monotonic() + WAIT_FOR_RUN_SECONDS
     while clock.monotonic() < deadline:
         run = await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site.id,
@@ -140,7 +152,10 @@ async def run_now(site_id: SiteId, request: Request, account: AccountDep, sessio
             return _refusal_from(rejection.reason, rejection.details, settings_of(request).credit_buffer)
         await session.commit()
         await asyncio.sleep(0.1)
-    return RunAccepted(run_id=None, status="accepted", idempotency_key=key)
+    return RunAccepted(run_id=None, status="queued", idempotency_key=key, detail=(
+        f"run control has not picked the command up within {WAIT_FOR_RUN_SECONDS:g} s; it stays queued and "
+        f"takes effect when control gets to it. GET current_run/?site_id={site.id} shows the run once it "
+        f"exists, with idempotency_key {key}; if none appears, the start was refused (another run, credits)."))
 
 
 async def _start_refusal(session: AsyncSession, site: Site, account: Account, buffer: float) -> JSONResponse | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.schedule import iana_zone_error, is_iana_zone
 
 BatchSize = Field(None, ge=1, le=1000, description="Items per batch, 1-1000.")
 
@@ -46,14 +47,8 @@ class ConfigUpdate(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _iana(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA timezone {value!r}") from None
-        if value not in available_timezones():
-            raise ValueError(f"unknown IANA timezone {value!r}")
+        if value is not None and not is_iana_zone(value):
+            raise ValueError(iana_zone_error(value))
         return value
 
 
@@ -74,6 +69,7 @@ class RunOut(BaseModel):
     site_id: int
     status: Literal["running", "paused", "completed", "failed"]
     trigger: Literal["manual", "scheduled"]
+    idempotency_key: str | None = Field(None, description="The key of the command that started it (run_now names it).")
     current_stage: int
     total_credits_used: int
     estimated_credits: int
@@ -97,8 +93,9 @@ class History(BaseModel):
 
 class RunAccepted(BaseModel):
     run_id: str | None = Field(description="Null if run control has not picked the command up yet.")
-    status: str
-    idempotency_key: str
+    status: str = Field(description="The run's status, or `queued` while run control has not picked it up.")
+    idempotency_key: str = Field(description="The command's key; the run started by it carries it too.")
+    detail: str | None = Field(None, description="When `queued`: what that means and where to look next.")
 
 
 class Estimate(BaseModel):
@@ -121,6 +118,10 @@ class LogLines(BaseModel):
 class Credits(BaseModel):
     account_id: int
     credits_balance: int
+
+
+class Unauthorized(BaseModel):
+    detail: Literal["missing X-API-Key header", "invalid API key"]
 
 
 class Refusal(BaseModel):

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.stage6_images import image_path
-from producers.api.auth import current_account, request_session
+from producers.api.auth import UNAUTHORIZED, current_account, request_session
 from producers.api.schemas import Refusal
 from shared.models import Account, Content, Image, Site
 
@@ -35,7 +35,7 @@ ContentId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="The conten
 ImageId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="The image's id.")]
 
 page_router = APIRouter(include_in_schema=False)
-api_router = APIRouter(prefix=API_PREFIX, tags=["dashboard"])
+api_router = APIRouter(prefix=API_PREFIX, tags=["dashboard"], responses=UNAUTHORIZED)
 
 
 @page_router.get("/automation", response_class=HTMLResponse)

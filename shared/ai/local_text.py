@@ -912,11 +912,37 @@ def _block_words(blocks: list[Block]) -> int:
     return sum(count_words(b.text) + count_words(" ".join(b.items)) for b in blocks)
 
 
+_MD_INLINE = re.compile(r"[\\`*_\[\]<~]|&(?=#?\w+;)")  # emphasis, code, links, raw HTML, entities
+_MD_BLOCK_START = re.compile(r"^([#>+=-])|^(\d{1,9})([.)])(?=\s|$)")  # heading, quote, list, rule, ordered list
+
+
+def _escape_block_start(match: re.Match[str]) -> str:
+    return "\\" + match[1] if match[1] else f"{match[2]}\\{match[3]}"
+
+
+def markdown_text(text: str, heading: bool = False) -> str:
+    """Plain text as Markdown that renders as exactly that text, on one line.
+
+    Keywords come from users and titles and outlines from a model, and sentences are built from them,
+    so "**bold** [x](javascript:alert(1)) <script>" must not become bold, a link or raw HTML in the
+    article's Markdown, as it does not in its HTML (html.escape). Only what Markdown would read is
+    escaped, so the raw text stays readable: "&" only where it starts an entity, and the start of a
+    paragraph or list item ("1.", "- ", "#") only there. A heading's text is read inline only, but a
+    trailing "#" would close it, so there every "#" is escaped. Whitespace is collapsed: a newline
+    would end the block.
+    """
+    escaped = _MD_INLINE.sub(lambda m: "\\" + m[0], " ".join(text.split()))
+    if heading:
+        return escaped.replace("#", "\\#")
+    return _MD_BLOCK_START.sub(_escape_block_start, escaped, count=1)
+
+
 def render_markdown(blocks: list[Block]) -> str:
-    """Markdown with ATX headings and dash lists."""
-    prefix = {"h1": "# ", "h2": "## ", "h3": "### ", "p": ""}
-    parts = ["\n".join(f"- {item}" for item in b.items) if b.kind == "ul" else prefix[b.kind] + b.text
-             for b in blocks]
+    """Markdown with ATX headings and dash lists; a block's text is plain text, escaped as such."""
+    prefix = {"h1": "# ", "h2": "## ", "h3": "### "}
+    parts = ["\n".join(f"- {markdown_text(item)}" for item in b.items) if b.kind == "ul"
+             else markdown_text(b.text) if b.kind == "p"
+             else prefix[b.kind] + markdown_text(b.text, heading=True) for b in blocks]
     return "\n\n".join(parts) + "\n"
 
 

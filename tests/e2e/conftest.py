@@ -16,6 +16,7 @@ import aio_pika
 import httpx
 import pytest
 
+from producers.client import AutomationClient
 from shared.settings import Settings
 from shared.supervisor import ALL_PROCESSES, ConsumerFleet, settings_env
 from shared.topology import Topology
@@ -81,6 +82,8 @@ async def fleet_with(settings: Settings, output_dir: Path, *, metrics: bool = Fa
     fleet = ConsumerFleet(own, concurrency=4, log_dir=output_dir / f"fleet-{own.queue_prefix}", metrics_ports=ports)
     fleet.start_all()
     try:
+        async with AutomationClient(own) as client:  # the API's run_now answers 503 until control consumes
+            await wait_for(client.control_consumers, timeout=60, every=0.2)
         yield fleet, own
     finally:
         fleet.stop()

@@ -107,7 +107,7 @@ async def test_a_run_is_started_paused_resumed_and_completed_through_the_api(cli
 
     await wait_for(finished, timeout=120)
     detail = (await client.get(f"{BASE}/runs/{run_id}", headers=key)).json()
-    assert detail["status"] == "completed"
+    assert detail["status"] == "completed" and detail["idempotency_key"] == started.json()["idempotency_key"]
     assert [s["status"] for s in detail["stages"]] == ["completed"] * 7
     assert detail["stages"][3]["items_out"] == 9 and detail["stages"][3]["batches_done"] == 9
     assert detail["total_credits_used"] == sum(s["credits"] for s in detail["stages"])

@@ -21,3 +21,10 @@ def test_unknown_consumer_process_is_refused():
     result = CliRunner().invoke(app, ["consume", "stage9"])
     assert result.exit_code == 2
     assert "expected one of control, stage1" in result.output
+
+
+def test_site_create_refuses_zone_files_that_are_not_iana_names():
+    for name in ("localtime", "Factory", "Mars/Olympus_Mons"):
+        result = CliRunner().invoke(app, ["site", "create", "--account", "1", "--name", "blog", "--timezone", name])
+        assert result.exit_code == 2, result.output
+        assert "is not an IANA timezone name" in " ".join(result.output.replace("│", " ").split()), result.output
