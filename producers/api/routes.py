@@ -36,7 +36,7 @@ from producers.api.schemas import (
     RunOut,
 )
 from producers.client import AutomationClient
-from shared.events import PauseRun, ResumeRun, StartRun
+from shared.events import INT4_MAX, RUN_ID_PATTERN, PauseRun, ResumeRun, StartRun
 from shared.models import Account, AutomationRun, RunRejection, Site
 from shared.schedule import next_run_at
 from shared.settings import Settings
@@ -47,8 +47,7 @@ WAIT_FOR_STATE_SECONDS = 5.0
 RUN_CONTROL_DOWN = ("run control is not consuming run commands (the control process is down), so nothing was "
                     "started or queued; start it (`automation consume control`) and try again")
 
-SiteId = Annotated[int, Query(ge=1, le=2**31 - 1, description="The site's id.")]
-RUN_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"  # what run ids are made of; anything else never reaches the database
+SiteId = Annotated[int, Query(ge=1, le=INT4_MAX, description="The site's id.")]
 RunId = Annotated[str, Query(pattern=RUN_ID_PATTERN, description="The run's id.")]
 AccountDep = Annotated[Account, Depends(current_account)]
 LOG_LINE_CHOICES = (50, 100, 200, 500)
