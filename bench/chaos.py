@@ -15,13 +15,14 @@ import uuid
 
 from sqlalchemy import text
 
+from automation.supervisor import ConsumerFleet
 from bench.workload import synthetic_keywords
+from consumers.app import PROCESSES
 from producers.client import AutomationClient
 from producers.progress import find_run_id, watch
 from shared.accounts import add_keywords, create_account, create_site
 from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_schema
 from shared.settings import Settings, get_settings
-from shared.supervisor import ALL_PROCESSES, ConsumerFleet
 
 DAMAGE = {
     "lost": """
@@ -69,7 +70,7 @@ async def chaos(base: Settings, keywords: int, cycles: int, seed: int) -> int:
         watcher = asyncio.create_task(watch(sessions, run_id, timeout=1800, echo=lambda _: None))
         while kills < cycles and not watcher.done():
             await asyncio.sleep(rng.uniform(0.3, 2.0))
-            victim = rng.choice(ALL_PROCESSES)
+            victim = rng.choice(PROCESSES)
             await asyncio.to_thread(fleet.kill, victim, 0, signal.SIGKILL)
             fleet.processes[victim].pop(0)
             fleet.start(victim)

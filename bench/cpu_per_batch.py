@@ -17,9 +17,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from ai.simulated import SimulatedProvider
 from bench.workload import create_bench_site
 from consumers.deps import Deps
-from shared.ai.simulated import SimulatedProvider
 from shared.automation_logger import AutomationLogger
 from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_schema
 from shared.events import StartRun

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from automation.supervisor import ConsumerFleet
 from bench.harness import (
     BenchEnv,
     completed_wall,
@@ -27,7 +28,6 @@ from bench.workload import BenchSite, create_bench_site
 from producers.client import AutomationClient
 from shared.models import AutomationRun, RunStage
 from shared.settings import Settings
-from shared.supervisor import ConsumerFleet
 
 
 @dataclass(frozen=True)

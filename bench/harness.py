@@ -28,12 +28,12 @@ import aio_pika
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from automation.supervisor import ConsumerFleet
 from bench.workload import BenchSite
 from producers.client import AutomationClient
 from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_schema
 from shared.models import AutomationRun
 from shared.settings import Settings
-from shared.supervisor import ConsumerFleet
 from shared.topology import Topology
 
 SAMPLE_EVERY = 0.25  # seconds between memory samples and run polls

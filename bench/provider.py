@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from shared.ai.base import ClusterIn, IdeaIn
-from shared.ai.local import LocalProvider
+from ai.base import ClusterIn, IdeaIn
+from ai.local import LocalProvider
 from shared.demo_data import DEMO_TOPICS
 
 

@@ -51,9 +51,9 @@ SEED_REVIEW_QUEUE = (
 async def child(database_url: str, run_id: str, workdir: str) -> None:
     """Complete the run at stage 7 in this process and relay its events, as the stage 7 consumer
     does; print the peak of the Python heap meanwhile (tracemalloc) and the process's RSS, in KiB."""
+    from ai.simulated import SimulatedProvider
     from consumers.deps import Deps
     from consumers.stage7_review import complete_run
-    from shared.ai.simulated import SimulatedProvider
     from shared.automation_logger import AutomationLogger
     from shared.db import make_engine, make_sessionmaker
     from shared.events import RequestStage

@@ -14,16 +14,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
+from ai.simulated import SimulatedProvider
 from bench.harness import isolated, settle
 from bench.workload import BenchSite, create_bench_site, outcome_counts
 from consumers.batches import now
 from consumers.deps import BatchContext, Deps
 from consumers.registry import STAGE_WORK
 from consumers.stage7_review import store_review_queue
-from shared.ai.simulated import SimulatedProvider
 from shared.automation_logger import AutomationLogger, RunRef
 from shared.credits import charge
 from shared.models import AutomationConfig, AutomationRun
+from shared.seed_queries import eligible_ids
 from shared.settings import Settings
 
 
@@ -52,7 +53,7 @@ async def run_stages_in_turn(deps: Deps, run: RunRef) -> int:
     for number in sorted(STAGE_WORK):
         work = STAGE_WORK[number]
         async with deps.sessions() as session:
-            item_ids = list((await session.scalars(work.eligible_ids(run.site_id))).all())
+            item_ids = list((await session.scalars(eligible_ids(work.stage.number, run.site_id))).all())
         size = config.batch_size(number)
         ctx = BatchContext(run=run, batch_id=0, stage=number, settings=deps.settings)
         for start in range(0, len(item_ids), size):

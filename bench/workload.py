@@ -14,10 +14,11 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.accounts import create_account, create_site
+from shared.catalogue import STAGES
 from shared.models import Cluster, Content, ContentIdea, CreditLedger, Image, Keyword, Task
 
 BATCH_SIZES = {1: 20, 2: 1, 3: 20, 4: 1, 5: 1, 6: 1}
-AI_STAGES = (1, 2, 4, 5, 6)  # stage 3 turns ideas into tasks locally
+AI_STAGES = tuple(s.number for s in STAGES if s.ai_function)  # stage 3 turns ideas into tasks locally
 CREDITS = 10**9
 INSERT_CHUNK = 5000
 

@@ -19,6 +19,7 @@ from typing import Any
 from faststream import FastStream
 from faststream.rabbit import Channel, RabbitBroker
 
+from ai import make_provider
 from consumers import run_control
 from consumers.batches import plan_stage as plan_batches
 from consumers.batches import process_batch
@@ -26,8 +27,8 @@ from consumers.deps import Deps
 from consumers.registry import STAGE_WORK
 from consumers.stage7_review import complete_run
 from consumers.watchdog import watch_forever
-from shared.ai import make_provider
 from shared.automation_logger import AutomationLogger
+from shared.catalogue import STAGE_NUMBERS
 from shared.db import make_engine, make_sessionmaker
 from shared.events import ControlCommand, PauseRun, ProcessBatch, ResumeRun, StagePlanTrigger
 from shared.health import broker_check, database_check, ops_server
@@ -38,7 +39,7 @@ from shared.settings import Settings
 from shared.topology import Topology, declare_topology
 
 log = logging.getLogger("automation.consumer")
-PROCESSES = ("control", *(f"stage{n}" for n in range(1, 8)))
+PROCESSES = ("control", *(f"stage{n}" for n in STAGE_NUMBERS))
 # Batch messages a stage process holds per slot of its concurrency. With exactly one, a freed
 # slot waits for its ack to reach the broker and the next message to come back (tens of ms on a
 # busy host, a sixth of the slots' time at 200 ms calls); with two, the next one is already here.

@@ -38,6 +38,7 @@ from shared.messaging import PoisonMessage
 from shared.metrics import count_ai_calls
 from shared.models import AutomationConfig, AutomationRun, RunStage, Site, StageBatch
 from shared.outbox import add_events
+from shared.seed_queries import eligible_ids
 
 log = logging.getLogger("automation.batches")
 
@@ -155,10 +156,10 @@ async def insert_batches(session: AsyncSession, run_pk: int, work: StageWork, si
                          ) -> tuple[int, int]:
     """Chunk the stage's eligible ids into batch rows inside the database (no id list in
     memory, however big the stage); returns (batches, items)."""
-    eligible = work.eligible_ids(site_id).subquery()
+    eligible = eligible_ids(work.stage.number, site_id).subquery()
     numbered = select(eligible.c.id, (func.row_number().over(order_by=eligible.c.id) - 1).label("n")).subquery()
     seq = cast(numbered.c.n // size, Integer)
-    chunks = (select(literal(run_pk), literal(work.number), seq,
+    chunks = (select(literal(run_pk), literal(work.stage.number), seq,
                      cast(func.array_agg(aggregate_order_by(numbered.c.id, numbered.c.id)), ARRAY(Integer)),
                      literal("pending"), literal(0), literal(0), literal(0))
               .group_by(seq))
@@ -173,13 +174,13 @@ async def insert_batches(session: AsyncSession, run_pk: int, work: StageWork, si
 
 def input_table(work: StageWork) -> str:
     """The table a stage's items live in (that of the ids its seed query selects)."""
-    return str(work.eligible_ids(0).selected_columns[0].table.name)  # type: ignore[attr-defined]
+    return str(eligible_ids(work.stage.number, 0).selected_columns[0].table.name)  # type: ignore[attr-defined]
 
 
 async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: StageWork) -> None:
     """Split the stage's eligible items into batches and queue the first window of them;
     asked again (resume, recovery), re-emit the open batches and top the window up."""
-    stage = work.number
+    stage = work.stage.number
     if planned_stage(trigger) != stage:
         raise PoisonMessage(f"{trigger.type} does not plan stage {stage}")
     run_id = trigger.run_id
@@ -218,7 +219,7 @@ async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: S
             run.current_stage = stage
             run.last_progress_at = now()
             deps.logger.log_stage_start(
-                session, ref, stage, f"{items} {work.input_name} in {batches} batches of up to {size}")
+                session, ref, stage, f"{items} {work.stage.input_name} in {batches} batches of up to {size}")
             await session.flush()
             if batches:
                 await emit_window(session, run_pk=run.id, run_id=run_id, stage=stage, count=window)
@@ -232,7 +233,7 @@ async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_r
     """Record the stage result and announce `stage.N.completed` (in the caller's transaction)."""
     stage = stage_row.stage
     result = {
-        "input": work.input_name, "output": work.output_name,
+        "input": work.stage.input_name, "output": work.stage.output_name,
         "items_in": stage_row.items_in, "items_out": stage_row.items_out,
         "batches": stage_row.batches_total, "credits": stage_row.credits, "ai_calls": stage_row.ai_calls,
     }
@@ -245,8 +246,8 @@ async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_r
                                    "last_progress_at": finished})
                           .execution_options(synchronize_session=False))
     deps.logger.log_stage_complete(
-        session, run, stage, f"{result['items_in']} {work.input_name} in, {result['items_out']} "
-                             f"{work.output_name} out, {result['credits']} credits, {result['batches']} batches")
+        session, run, stage, f"{result['items_in']} {work.stage.input_name} in, {result['items_out']} "
+                             f"{work.stage.output_name} out, {result['credits']} credits, {result['batches']} batches")
     add_events(session, StageCompleted.for_stage(run.run_id, stage, result))
 
 
@@ -340,9 +341,10 @@ async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, o
             credits = written.credits if written else 0
             refilled = await emit_window(session, run_pk=run.pk, run_id=run.run_id, stage=ctx.stage, count=1) \
                 if window_size(deps, work) is not None else 0
+            spec = work.stage
             deps.logger.log_stage_progress(
                 session, run, ctx.stage, f"batch {claim.seq + 1}/{claim.batches_total} done: {len(claim.item_ids)} "
-                                         f"{work.input_name} -> {items_out} {work.output_name}, {credits} credits")
+                                         f"{spec.input_name} -> {items_out} {spec.output_name}, {credits} credits")
             await session.flush()
             row = (await session.execute(FINISH, {
                 **charge_params(account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,

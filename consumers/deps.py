@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.ai.base import AIProvider
+from ai.base import AIProvider
 from shared.automation_logger import AutomationLogger, RunRef
+from shared.catalogue import Stage
 from shared.settings import Settings
 
 
@@ -52,17 +52,11 @@ class Written:
 class StageWork(Protocol):
     """One stage's logic, free of transport: the seed's query, the AI call, the writes."""
 
-    number: int
-    input_name: str
-    output_name: str
+    stage: Stage  # its entry in the catalogue: number, names, rates
     # One batch at a time, each seeing what the ones before it wrote (a window of one), so the
     # stage's result does not depend on concurrency or timing: stage 1, whose batches join the
     # clusters earlier batches made. The other stages' batches are independent of each other.
     sequential: bool
-
-    def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
-        """The seed's query for the stage, as ids in a stable order."""
-        ...
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> Any:
         """The batch's inputs, re-checked for eligibility (None or empty: nothing to do)."""

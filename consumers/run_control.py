@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.batches import lock_run, now
 from consumers.deps import Deps
-from consumers.registry import estimate_for_site
+from shared.accounts import get_or_create_config
 from shared.automation_logger import RunRef
+from shared.credits import estimate_for_site
 from shared.events import PauseRun, RequestStage, ResumeRun, RunRejected, RunStateChanged, StartRun
-from shared.models import ACTIVE_RUN_STATUSES, Account, AutomationConfig, AutomationRun, RunRejection, Site
+from shared.models import ACTIVE_RUN_STATUSES, Account, AutomationRun, RunRejection, Site
 from shared.outbox import add_events
 
 log = logging.getLogger("automation.control")
@@ -27,15 +28,6 @@ log = logging.getLogger("automation.control")
 
 def new_run_id() -> str:
     return f"run_{now():%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
-
-
-async def get_or_create_config(session: AsyncSession, site_id: int) -> AutomationConfig:
-    config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site_id))
-    if config is None:
-        config = AutomationConfig(site_id=site_id)
-        session.add(config)
-        await session.flush()
-    return config
 
 
 def _reject(session: AsyncSession, command: StartRun, reason: str, **details: int | str | None) -> RunRejected:

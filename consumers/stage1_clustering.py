@@ -6,11 +6,13 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ai.base import ClusterOut, ExistingCluster, KeywordIn
+from ai.functions import AutoCluster
 from consumers.deps import BatchContext, Deps, Written
 from consumers.relevance import closest, significant_words
-from shared.ai.base import ClusterOut, ExistingCluster, KeywordIn
-from shared.ai.functions import AutoCluster
+from shared.catalogue import BY_NUMBER
 from shared.models import Cluster, Keyword
+from shared.seed_queries import eligible_keywords
 
 EXISTING_SAMPLE = 12  # member keywords shown to the clusterer per existing cluster
 CANDIDATE_CLUSTERS = 200  # existing clusters shown per batch: a prompt (and a gram matrix) must stay small
@@ -23,24 +25,16 @@ def candidate_clusters(site_id: int, patterns: list[str]) -> Select[tuple[int, s
                    CANDIDATE_CLUSTERS).order_by(Cluster.id.desc())
 
 
-def _eligible(site_id: int):  # type: ignore[no-untyped-def]
-    return (Keyword.site_id == site_id, Keyword.status == "new", Keyword.cluster_id.is_(None),
-            Keyword.disabled.is_(False))
 
 
 class ClusteringStage:
-    number = 1
-    input_name = "keywords"
-    output_name = "clusters"
+    stage = BY_NUMBER[1]
     sequential = True
-
-    def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
-        return select(Keyword.id).where(*_eligible(site_id)).order_by(Keyword.id)
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]
                    ) -> tuple[list[KeywordIn], list[ExistingCluster]]:
         keywords = [KeywordIn(id=k.id, text=k.keyword, volume=k.volume) for k in (await session.scalars(
-            select(Keyword).where(Keyword.id.in_(item_ids), *_eligible(site_id)).order_by(Keyword.id))).all()]
+            select(Keyword).where(Keyword.id.in_(item_ids), *eligible_keywords(site_id)).order_by(Keyword.id))).all()]
         if not keywords:
             return [], []
         # two plain statements, not one: joined, the candidates were ranked twice and a misestimated
@@ -81,7 +75,7 @@ class ClusteringStage:
                 else:
                     created += 1
             result = await session.execute(
-                update(Keyword).where(Keyword.id.in_(cluster.keyword_ids), *_eligible(ctx.site_id))
+                update(Keyword).where(Keyword.id.in_(cluster.keyword_ids), *eligible_keywords(ctx.site_id))
                 .values(cluster_id=cluster_id, status="clustered"))
             clustered += result.rowcount  # type: ignore[attr-defined]
         return Written(items_out=created, credits=AutoCluster.credits(clustered))

@@ -8,15 +8,17 @@ come up with one title, the later writer keeps its idea under the title with its
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ai.base import ClusterIn, IdeaOut, InvalidAIOutput
+from ai.functions import GenerateIdeas
 from consumers.deps import BatchContext, Deps, Written
 from consumers.relevance import closest, significant_words
-from shared.ai.base import ClusterIn, IdeaOut, InvalidAIOutput
-from shared.ai.functions import GenerateIdeas
+from shared.catalogue import BY_NUMBER
 from shared.models import ACTIVE_RUN_STATUSES, AutomationRun, Cluster, ContentIdea, Keyword
+from shared.seed_queries import eligible_clusters
 
 TAKEN_TITLES = 200  # existing titles shown per batch so the AI avoids them: the prompt stays bounded
 
@@ -29,26 +31,18 @@ def _before_active_run(site_id: int) -> ColumnElement[bool]:
     return ContentIdea.created_at < func.coalesce(started, func.now())
 
 
-def _eligible(site_id: int):  # type: ignore[no-untyped-def]
-    has_ideas = exists().where(ContentIdea.cluster_id == Cluster.id)
-    return (Cluster.site_id == site_id, Cluster.status == "new", ~has_ideas)
 
 
 class IdeasStage:
-    number = 2
-    input_name = "clusters"
-    output_name = "ideas"
+    stage = BY_NUMBER[2]
     sequential = False
-
-    def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
-        return select(Cluster.id).where(*_eligible(site_id)).order_by(Cluster.id)
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]
                    ) -> tuple[list[ClusterIn], frozenset[str]]:
         rows = (await session.execute(
             select(Cluster, func.array_remove(func.array_agg(aggregate_order_by(Keyword.keyword, Keyword.id)), None))
             .outerjoin(Keyword, Keyword.cluster_id == Cluster.id)
-            .where(Cluster.id.in_(item_ids), *_eligible(site_id)).group_by(Cluster.id).order_by(Cluster.id)
+            .where(Cluster.id.in_(item_ids), *eligible_clusters(site_id)).group_by(Cluster.id).order_by(Cluster.id)
         )).all()
         clusters = [ClusterIn(id=c.id, name=c.name, description=c.description, keywords=tuple(kws or ()))
                     for c, kws in rows]
@@ -70,8 +64,9 @@ class IdeasStage:
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: tuple[list[ClusterIn], frozenset[str]],
                     outputs: dict[int, list[IdeaOut]]) -> Written:
         cluster_ids = [c.id for c in inputs[0]]
-        locked = (await session.scalars(select(Cluster).where(Cluster.id.in_(cluster_ids), *_eligible(ctx.site_id))
-                                        .order_by(Cluster.id).with_for_update())).all()
+        locked = (await session.scalars(
+            select(Cluster).where(Cluster.id.in_(cluster_ids), *eligible_clusters(ctx.site_id))
+            .order_by(Cluster.id).with_for_update())).all()
         created = 0
         for cluster in locked:
             rows = [{"site_id": ctx.site_id, "cluster_id": cluster.id, "title": idea.title[:300],

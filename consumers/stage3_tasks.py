@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, Written
+from shared.catalogue import BY_NUMBER
 from shared.models import ContentIdea, Task
+from shared.seed_queries import eligible_ideas
 
 
 class TasksStage:
-    number = 3
-    input_name = "ideas"
-    output_name = "tasks"
+    stage = BY_NUMBER[3]
     sequential = False
-
-    def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
-        return (select(ContentIdea.id).where(ContentIdea.site_id == site_id, ContentIdea.status == "new")
-                .order_by(ContentIdea.id))
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[tuple[int, str]]:
         rows = (await session.execute(
             select(ContentIdea.id, ContentIdea.title)
-            .where(ContentIdea.id.in_(item_ids), ContentIdea.site_id == site_id, ContentIdea.status == "new")
+            .where(ContentIdea.id.in_(item_ids), *eligible_ideas(site_id))
             .order_by(ContentIdea.id))).all()
         return [(row.id, row.title) for row in rows]
 

@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ai.base import ArticleOut, IdeaIn, OutlineSection
+from ai.functions import GenerateContent
 from consumers.deps import BatchContext, Deps, Written
-from shared.ai.base import ArticleOut, IdeaIn, OutlineSection
-from shared.ai.functions import GenerateContent
+from shared.catalogue import BY_NUMBER
 from shared.models import Cluster, Content, ContentIdea, Task
-
-
-def _eligible(site_id: int):  # type: ignore[no-untyped-def]
-    return (Task.site_id == site_id, Task.status == "queued", ~exists().where(Content.task_id == Task.id))
+from shared.seed_queries import eligible_tasks
 
 
 class ContentStage:
-    number = 4
-    input_name = "tasks"
-    output_name = "content"
+    stage = BY_NUMBER[4]
     sequential = False
-
-    def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
-        return select(Task.id).where(*_eligible(site_id)).order_by(Task.id)
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> dict[int, IdeaIn]:
         rows = (await session.execute(
             select(Task.id, ContentIdea, Cluster.name).join(ContentIdea, ContentIdea.id == Task.idea_id)
             .join(Cluster, Cluster.id == ContentIdea.cluster_id)
-            .where(Task.id.in_(item_ids), *_eligible(site_id)).order_by(Task.id))).all()
+            .where(Task.id.in_(item_ids), *eligible_tasks(site_id)).order_by(Task.id))).all()
         return {
             task_id: IdeaIn(id=idea.id, title=idea.title, content_type=idea.content_type,
                             target_keywords=tuple(idea.target_keywords), description=idea.description,

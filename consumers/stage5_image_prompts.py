@@ -5,34 +5,27 @@ The prompts are stored as `Image` rows with status 'pending' (the seed's dual-pu
 
 from __future__ import annotations
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ai.base import ArticleIn, ImagePromptOut
+from ai.functions import GenerateImagePrompts
 from consumers.deps import BatchContext, Deps, Written
-from shared.ai.base import ArticleIn, ImagePromptOut
-from shared.ai.functions import GenerateImagePrompts
+from shared.catalogue import BY_NUMBER
 from shared.models import Content, ContentIdea, Image, Task
-
-
-def _eligible(site_id: int):  # type: ignore[no-untyped-def]
-    return (Content.site_id == site_id, Content.status == "draft", ~exists().where(Image.content_id == Content.id))
+from shared.seed_queries import eligible_drafts
 
 
 class ImagePromptsStage:
-    number = 5
-    input_name = "content"
-    output_name = "image prompts"
+    stage = BY_NUMBER[5]
     sequential = False
-
-    def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
-        return select(Content.id).where(*_eligible(site_id)).order_by(Content.id)
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[ArticleIn]:
         rows = (await session.execute(
             select(Content, ContentIdea.target_keywords).join(Task, Task.id == Content.task_id)
             .join(ContentIdea, ContentIdea.id == Task.idea_id)
-            .where(Content.id.in_(item_ids), *_eligible(site_id)).order_by(Content.id))).all()
+            .where(Content.id.in_(item_ids), *eligible_drafts(site_id)).order_by(Content.id))).all()
         return [ArticleIn(id=c.id, title=c.title, markdown=c.markdown, sections=tuple(c.sections),
                           target_keywords=tuple(kws)) for c, kws in rows]
 
@@ -42,7 +35,7 @@ class ImagePromptsStage:
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: list[ArticleIn],
                     outputs: dict[int, list[ImagePromptOut]]) -> Written:
         locked = (await session.scalars(
-            select(Content.id).where(Content.id.in_(list(outputs)), *_eligible(ctx.site_id))
+            select(Content.id).where(Content.id.in_(list(outputs)), *eligible_drafts(ctx.site_id))
             .order_by(Content.id).with_for_update())).all()
         rows = [{"site_id": ctx.site_id, "content_id": content_id, "kind": p.kind, "position": p.position,
                  "prompt": p.prompt, "section": p.section, "status": "pending"}

@@ -11,12 +11,13 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ai.functions import GenerateImages
 from consumers.deps import BatchContext, Deps, Written
-from shared.ai.functions import GenerateImages
-from shared.models import Image
+from shared.catalogue import BY_NUMBER
+from shared.media import image_path
 
 
 @dataclass(frozen=True)
@@ -34,18 +35,9 @@ class StoredImage:
     height: int
 
 
-def image_path(media_dir: Path, site_id: int, content_id: int, image_id: int) -> Path:
-    return media_dir / str(site_id) / str(content_id) / f"{image_id}.png"
-
-
 class ImagesStage:
-    number = 6
-    input_name = "image prompts"
-    output_name = "images"
+    stage = BY_NUMBER[6]
     sequential = False
-
-    def eligible_ids(self, site_id: int) -> Select[tuple[int]]:
-        return select(Image.id).where(Image.site_id == site_id, Image.status == "pending").order_by(Image.id)
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[PendingImage]:
         rows = (await session.execute(LOAD_PENDING, {"ids": item_ids, "site_id": site_id})).all()

@@ -9,10 +9,8 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.catalogue import BY_NUMBER, STAGE_NUMBERS
 from shared.models import AutomationRun, RunStage
-
-STAGE_NAMES = {1: "keywords → clusters", 2: "clusters → ideas", 3: "ideas → tasks", 4: "tasks → content",
-               5: "content → image prompts", 6: "prompts → images", 7: "review gate"}
 
 
 async def snapshot(sessions: async_sessionmaker[AsyncSession], run_id: str
@@ -27,7 +25,7 @@ async def snapshot(sessions: async_sessionmaker[AsyncSession], run_id: str
 
 def progress_line(run: AutomationRun, stages: dict[int, RunStage], elapsed: float) -> str:
     parts = []
-    for number in range(1, 8):
+    for number in STAGE_NUMBERS:
         stage = stages.get(number)
         if stage is None:
             parts.append(f"S{number} ⏳")
@@ -72,9 +70,9 @@ async def watch(sessions: async_sessionmaker[AsyncSession], run_id: str, *, time
 
 def summary(run: AutomationRun) -> str:
     rows = [f"{'stage':<28}{'items in':>10}{'items out':>11}{'batches':>9}{'credits':>9}"]
-    for number in range(1, 8):
+    for number in STAGE_NUMBERS:
         result = run.stage_result(number) or {}
-        rows.append(f"{number} {STAGE_NAMES[number]:<26}{result.get('items_in', '-'):>10}"
+        rows.append(f"{number} {BY_NUMBER[number].name:<26}{result.get('items_in', '-'):>10}"
                     f"{result.get('items_out', '-'):>11}{result.get('batches', '-'):>9}{result.get('credits', '-'):>9}")
     rows.append(f"{'total credits used':<58}{run.total_credits_used:>9}")
     return "\n".join(rows)

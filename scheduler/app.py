@@ -1,4 +1,4 @@
-"""Composition root of `automation scheduler`: APScheduler in asyncio, publishing through the client.
+"""Composition root of `automation scheduler`: APScheduler in asyncio, publishing with confirms.
 
 With `AUTOMATION_METRICS_PORT` set it serves /metrics, /healthz and /readyz (`shared.health`).
 """
@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from producers.client import AutomationClient
 from scheduler.service import SchedulerService
 from shared.db import make_engine, make_sessionmaker
 from shared.health import broker_check, database_check, ops_server
 from shared.metrics import REGISTRY
+from shared.publisher import Publisher
 from shared.settings import Settings
 
 log = logging.getLogger("automation.scheduler")
@@ -29,7 +29,7 @@ async def run_scheduler(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    client = AutomationClient(settings, registry=REGISTRY, app_name="scheduler")
+    client = Publisher(settings, registry=REGISTRY, app_name="scheduler")
     ops = ops_server(settings, {"database": database_check(engine), "broker": broker_check(client.broker)})
     try:
         if ops is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,3 +43,13 @@ async def add_keywords(session: AsyncSession, site: Site, keywords: Iterable[tup
                                        .on_conflict_do_nothing(index_elements=["site_id", "keyword"]))
         added += result.rowcount  # type: ignore[attr-defined]
     return added
+
+
+async def get_or_create_config(session: AsyncSession, site_id: int) -> AutomationConfig:
+    """The site's automation config, created with the defaults on first use."""
+    config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site_id))
+    if config is None:
+        config = AutomationConfig(site_id=site_id)
+        session.add(config)
+        await session.flush()
+    return config

@@ -1,19 +1,21 @@
-"""The seed's credit rates, the pre-run estimate, and the charge made inside a batch transaction."""
+"""The pre-run estimate (the seed's rates, from `shared.catalogue`) and the charge made inside a batch
+transaction."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.catalogue import STAGE_NUMBERS, stage_cost
 from shared.models import Account, CreditLedger
+from shared.seed_queries import eligible_counts
 
-# Assumptions used to project a fresh site's keywords through the later stages (the seed
-# estimated from the counts that exist before the run, which for new keywords is ~0).
-# Measured on the demo (240 keywords, offline provider): 2.5 keywords per cluster, 3.9 ideas
-# per cluster, 5 images per content; with these the estimate x 1.2 covers the real run.
+# How a fresh site's keywords project through the later stages (the seed estimated from the counts that
+# exist before the run, which for new keywords is ~0). Measured on the demo (240 keywords, offline
+# provider): 2.5 keywords per cluster, 3.9 ideas per cluster, 4 images per content.
 KEYWORDS_PER_CLUSTER = 2.5
 IDEAS_PER_CLUSTER = 4
 IMAGES_PER_CONTENT = 4
@@ -27,14 +29,6 @@ class InsufficientCredits(Exception):
         self.needed = needed
         self.balance = balance
 
-
-def stage_cost(stage: int, units: int) -> int:
-    """Credits for `units` items of a stage at the seed's rates."""
-    if units <= 0:
-        return 0
-    if stage == 1:
-        return math.ceil(units / 5)  # one per 5 keywords
-    return {2: 2, 3: 0, 4: 5, 5: 2, 6: 2, 7: 0}[stage] * units
 
 
 @dataclass(frozen=True)
@@ -52,26 +46,22 @@ class Estimate:
         return math.ceil(self.total * buffer)
 
 
-def estimate_from_counts(keywords: int, clusters: int, ideas: int, tasks: int, drafts: int,
-                         pending_images: int) -> Estimate:
-    """The seed's formulas, applied to the counts each stage will see once earlier stages ran."""
-    projected_clusters = clusters + math.ceil(keywords / KEYWORDS_PER_CLUSTER)
-    projected_tasks = tasks + ideas + projected_clusters * IDEAS_PER_CLUSTER
-    projected_content = drafts + projected_tasks
-    per_stage = {
-        1: math.ceil(keywords / 5),
-        2: projected_clusters * 2,
-        3: 0,
-        4: projected_tasks * 5,
-        5: projected_content * 2,
-        6: projected_content * IMAGES_PER_CONTENT * 2 + pending_images * 2,
-        7: 0,
-    }
-    counts = {
-        "keywords": keywords, "clusters": projected_clusters, "tasks": projected_tasks,
-        "content": projected_content, "images": projected_content * IMAGES_PER_CONTENT + pending_images,
-    }
+def estimate_from_counts(eligible: dict[int, int]) -> Estimate:
+    """The seed's formulas, applied to the items each stage will see once the earlier stages ran."""
+    clusters = eligible[2] + math.ceil(eligible[1] / KEYWORDS_PER_CLUSTER)
+    tasks = eligible[4] + eligible[3] + clusters * IDEAS_PER_CLUSTER
+    content = eligible[5] + tasks
+    images = content * IMAGES_PER_CONTENT + eligible[6]
+    items_in = {1: eligible[1], 2: clusters, 3: eligible[3] + clusters * IDEAS_PER_CLUSTER, 4: tasks, 5: content,
+                6: images, 7: 0}
+    per_stage = {stage: stage_cost(stage, items_in[stage]) for stage in STAGE_NUMBERS}
+    counts = {"keywords": eligible[1], "clusters": clusters, "tasks": tasks, "content": content, "images": images}
     return Estimate(per_stage=per_stage, counts=counts)
+
+
+async def estimate_for_site(session: AsyncSession, site_id: int) -> Estimate:
+    """The estimate for a run started now."""
+    return estimate_from_counts(await eligible_counts(session, site_id))
 
 
 # The conditional debit and its ledger row as two CTEs, `debit` and `ledger`: shared by `charge` and by
@@ -121,9 +111,3 @@ async def grant(session: AsyncSession, account_id: int, amount: int, reason: str
         raise LookupError(f"unknown account {account_id}")
     session.add(CreditLedger(account_id=account_id, delta=amount, reason=reason))
     return int(balance)
-
-
-async def ledger_total_for_run(session: AsyncSession, run_pk: int) -> int:
-    total = await session.scalar(select(func.coalesce(func.sum(-CreditLedger.delta), 0))
-                                 .where(CreditLedger.run_id == run_pk))
-    return int(total or 0)

@@ -13,9 +13,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-STAGES = range(1, 8)
-BATCH_STAGES = range(1, 7)
-
 # Ranges and alphabets of the ids a message may carry. A value outside them would reach
 # PostgreSQL and fail there (an integer out of range, a NUL byte), which used to look like a
 # database outage and be retried; checked here, such a message is poison from the start.

@@ -5,7 +5,7 @@ Two kinds, both on the process's default registry (`REGISTRY`, which also carrie
 
 - **Events in this process**, counted where they happen: messages handled per stage and
   outcome, batch latency (the thin wiring in `consumers.app`), AI-call latency (the AI
-  functions in `shared.ai.functions`). FastStream's own `faststream_*` metrics come from the
+  functions in `ai.functions`). FastStream's own `faststream_*` metrics come from the
   broker middleware (`shared.messaging.make_broker`).
 - **Pipeline state in the database** (runs by status, open batches, credits charged). A scrape is
   synchronous and the database is async, so `PipelineState.refresh_forever` rereads three cheap

@@ -28,8 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.catalogue import DEFAULT_BATCH_SIZES
+
 ACTIVE_RUN_STATUSES = ("running", "paused")
-DEFAULT_BATCH_SIZES = {1: 20, 2: 1, 3: 20, 4: 1, 5: 1, 6: 1}
 
 
 class Base(DeclarativeBase):
@@ -140,9 +141,6 @@ class AutomationRun(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_progress_at: Mapped[datetime] = _created()
     watchdog_nudged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    def set_stage_result(self, stage: int, result: dict[str, Any]) -> None:
-        setattr(self, f"stage_{stage}_result", result)
 
     def stage_result(self, stage: int) -> dict[str, Any] | None:
         value = getattr(self, f"stage_{stage}_result")

@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from apscheduler.triggers.cron import CronTrigger
 
-FREQUENCIES = ("daily", "weekly", "monthly")
 # Files beside the zones in /usr/share/zoneinfo that available_timezones() lists on some systems: loadable,
 # but no place. "localtime" follows whatever zone the machine runs in, "posixrules" is the POSIX default
 # rule, "Factory" is the "-00" zone of an unconfigured system; a site set to one would run at nobody's time.

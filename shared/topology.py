@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 
-from shared.events import BATCH_STAGES, STAGES
+from shared.catalogue import BATCH_STAGES, STAGE_NUMBERS
 from shared.settings import Settings
 
 # RabbitMQ's headers exchange ignores every header whose name begins with "x-" when it matches, so
@@ -82,7 +82,7 @@ class Topology:
         pairs: list[tuple[RabbitQueue, str]] = [
             (self.control_queue(), key) for key in ("run.start", "run.pause", "run.resume")
         ]
-        for stage in STAGES:
+        for stage in STAGE_NUMBERS:
             pairs.append((self.plan_queue(stage), f"stage.{stage}.requested"))
             if stage > 1:
                 pairs.append((self.plan_queue(stage), f"stage.{stage - 1}.completed"))

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ai import make_provider
+from ai.base import AIProvider
 from consumers.deps import Deps
 from shared.accounts import add_keywords, create_account, create_site
-from shared.ai import make_provider
-from shared.ai.base import AIProvider
 from shared.automation_logger import AutomationLogger
 from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_schema
 from shared.models import Site

@@ -13,8 +13,8 @@ import asyncio
 import json
 from collections import Counter
 
-from shared.ai.base import AIError, ArticleOut, IdeaIn, TransientAIError
-from shared.ai.simulated import SimulatedProvider
+from ai.base import AIError, ArticleOut, IdeaIn, TransientAIError
+from ai.simulated import SimulatedProvider
 from shared.settings import Settings
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from producers.api.schemas import ConfigOut, RunDetail, RunOut, StageProgress
-from producers.progress import STAGE_NAMES
+from shared.catalogue import BY_NUMBER, DEFAULT_BATCH_SIZES, STAGE_NUMBERS
 from shared.models import ACTIVE_RUN_STATUSES, AutomationConfig, AutomationRun, RunLogLine, RunStage, Site
 
 
@@ -27,7 +27,7 @@ def config_out(site: Site, config: AutomationConfig) -> ConfigOut:
         site_id=site.id, is_enabled=config.is_enabled, frequency=config.frequency,  # type: ignore[arg-type]
         scheduled_time=config.scheduled_time.strftime("%H:%M"), timezone=site.timezone,
         last_run_at=config.last_run_at, next_run_at=config.next_run_at,
-        **{f"stage_{n}_batch_size": config.batch_size(n) for n in range(1, 7)})
+        **{f"stage_{n}_batch_size": config.batch_size(n) for n in DEFAULT_BATCH_SIZES})
 
 
 def run_out(run: AutomationRun) -> RunOut:
@@ -37,7 +37,7 @@ def run_out(run: AutomationRun) -> RunOut:
 async def run_detail(session: AsyncSession, run: AutomationRun) -> RunDetail:
     rows = {s.stage: s for s in (await session.scalars(select(RunStage).where(RunStage.run_id == run.id))).all()}
     stages = []
-    for number in range(1, 8):
+    for number in STAGE_NUMBERS:
         row = rows.get(number)
         if row is None:
             status = "pending"
@@ -46,7 +46,7 @@ async def run_detail(session: AsyncSession, run: AutomationRun) -> RunDetail:
         else:
             status = "failed" if run.status == "failed" else "active"
         stages.append(StageProgress(
-            stage=number, name=STAGE_NAMES[number], status=status,  # type: ignore[arg-type]
+            stage=number, name=BY_NUMBER[number].name, status=status,  # type: ignore[arg-type]
             batches_done=row.batches_done if row else 0, batches_total=row.batches_total if row else 0,
             items_in=row.items_in if row else 0, items_out=row.items_out if row else 0,
             credits=row.credits if row else 0, result=run.stage_result(number)))

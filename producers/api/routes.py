@@ -18,8 +18,6 @@ from pydantic import AfterValidator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consumers.registry import estimate_for_site
-from consumers.run_control import get_or_create_config
 from producers.api import queries
 from producers.api.auth import UNAUTHORIZED, current_account, request_session
 from producers.api.schemas import (
@@ -36,6 +34,8 @@ from producers.api.schemas import (
     RunOut,
 )
 from producers.client import AutomationClient
+from shared.accounts import get_or_create_config
+from shared.credits import estimate_for_site
 from shared.events import INT4_MAX, RUN_ID_PATTERN, PauseRun, ResumeRun, StartRun
 from shared.models import Account, AutomationRun, RunRejection, Site
 from shared.schedule import next_run_at

@@ -18,9 +18,9 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consumers.stage6_images import image_path
 from producers.api.auth import UNAUTHORIZED, current_account, request_session
 from producers.api.schemas import Refusal
+from shared.media import image_path
 from shared.models import Account, Content, Image, Site
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -16,9 +16,10 @@ import aio_pika
 import httpx
 import pytest
 
+from automation.supervisor import ConsumerFleet, settings_env
+from consumers.app import PROCESSES
 from producers.client import AutomationClient
 from shared.settings import Settings
-from shared.supervisor import ALL_PROCESSES, ConsumerFleet, settings_env
 from shared.topology import Topology
 
 
@@ -78,7 +79,7 @@ async def fleet_with(settings: Settings, output_dir: Path, *, metrics: bool = Fa
     (`fleet.metrics_url(name)`)."""
     own = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}{uuid.uuid4().hex[:4]}",
                                       "ai_provider": "simulated", **overrides})
-    ports = {name: free_port() for name in ALL_PROCESSES} if metrics else {}
+    ports = {name: free_port() for name in PROCESSES} if metrics else {}
     fleet = ConsumerFleet(own, concurrency=4, log_dir=output_dir / f"fleet-{own.queue_prefix}", metrics_ports=ports)
     fleet.start_all()
     try:
@@ -96,8 +97,8 @@ async def api_server(settings: Settings, output_dir: Path) -> AsyncIterator[str]
     """`automation api` (uvicorn) as its own process on a free port; yields its base URL once healthy."""
     port = free_port()
     log = (output_dir / f"api-{port}.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
-                               env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "automation.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 
     async def up() -> bool:

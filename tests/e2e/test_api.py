@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from automation.contract import asyncapi_document
 from producers.api.app import create_app
 from shared.accounts import create_account
 from shared.api_keys import create_api_key
@@ -32,7 +33,7 @@ async def api_settings(settings: Settings, sessions, output_dir) -> AsyncIterato
 
 @pytest.fixture(scope="module")
 async def client(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(api_settings)
+    app = create_app(api_settings, asyncapi_document(api_settings))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
             yield http

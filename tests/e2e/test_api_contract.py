@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from automation.contract import asyncapi_document
 from producers.api import routes
 from producers.api.app import create_app
 from shared.api_keys import create_api_key
@@ -31,7 +32,7 @@ def api_settings(e2e_settings: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 async def app(api_settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(api_settings)
+    app = create_app(api_settings, asyncapi_document(api_settings))
     async with app.router.lifespan_context(app):
         yield app
 

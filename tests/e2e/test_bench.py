@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from automation.supervisor import settings_env
 from bench.scenarios import SCENARIOS
 from shared.settings import Settings
-from shared.supervisor import settings_env
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ PRINTED = {
 @pytest.mark.timeout(600)
 def test_quick_bench_runs_every_scenario(settings: Settings, tmp_path: Path) -> None:
     figures_file = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "shared.cli", "bench", "--quick", "--json", str(figures_file)],
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(figures_file)],
                           env=settings_env(settings), capture_output=True, text=True, timeout=540)
     output = done.stdout
     assert done.returncode == 0, f"bench exited {done.returncode}\n{output[-4000:]}\n{done.stderr[-4000:]}"

@@ -10,6 +10,7 @@ import aio_pika
 import pytest
 from sqlalchemy import func, select
 
+from automation.supervisor import ConsumerFleet
 from consumers.deps import Deps
 from producers.client import AutomationClient
 from shared.automation_logger import run_log_dir
@@ -17,7 +18,6 @@ from shared.events import ProcessBatch, StartRun
 from shared.models import AutomationRun, StageBatch
 from shared.outbox import publish
 from shared.settings import Settings
-from shared.supervisor import ConsumerFleet
 from shared.topology import Topology
 from tests.e2e.conftest import wait_for
 from tests.support import site_outcome

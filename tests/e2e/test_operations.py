@@ -14,10 +14,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
+from automation.supervisor import ConsumerFleet, settings_env
+from consumers.app import PROCESSES
 from producers.client import AutomationClient
 from shared.models import AutomationRun, CreditLedger, RunStage
 from shared.settings import Settings
-from shared.supervisor import ALL_PROCESSES, ConsumerFleet, settings_env
 from tests.e2e.conftest import api_server, delete_topology, fleet_with, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -69,14 +70,14 @@ def answers(url: str, status: int):  # type: ignore[no-untyped-def]
 async def metered(settings: Settings, sessions, output_dir) -> AsyncIterator[tuple[ConsumerFleet, Settings]]:
     """Every consumer on a metrics port of its own, all ready."""
     async with fleet_with(settings, output_dir, metrics=True, metrics_refresh_seconds=0.5) as (fleet, own):
-        for name in ALL_PROCESSES:
+        for name in PROCESSES:
             await wait_for(answers(f"{fleet.metrics_url(name)}/readyz", 200), timeout=60)
         yield fleet, own
 
 
 async def test_every_consumer_is_live_and_ready(metered):
     fleet, _own = metered
-    for name in ALL_PROCESSES:
+    for name in PROCESSES:
         base = fleet.metrics_url(name)
         live = await get(f"{base}/healthz")
         assert live is not None and live.status_code == 200 and live.json() == {"status": "ok"}
@@ -191,7 +192,7 @@ async def test_the_scheduler_serves_health_readiness_and_metrics(metered, output
     port = free_port()
     env = settings_env(own) | {"AUTOMATION_METRICS_PORT": str(port)}
     log = (output_dir / f"scheduler-metrics-{port}.out").open("wb")
-    scheduler = subprocess.Popen([sys.executable, "-m", "shared.cli", "scheduler"], env=env, stdout=log,
+    scheduler = subprocess.Popen([sys.executable, "-m", "automation.cli", "scheduler"], env=env, stdout=log,
                                  stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

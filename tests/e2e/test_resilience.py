@@ -15,11 +15,11 @@ import aio_pika
 import pytest
 from sqlalchemy import func, select
 
+from consumers.app import PROCESSES
 from consumers.deps import Deps
 from producers.client import AutomationClient
 from shared.models import AutomationRun, RunLogLine, StageBatch
 from shared.settings import Settings
-from shared.supervisor import ALL_PROCESSES
 from tests.e2e.conftest import fleet_with, wait_for
 from tests.support import site_outcome
 
@@ -98,7 +98,7 @@ async def test_kill_9_of_random_consumers_loses_and_duplicates_nothing(settings,
         kills = 0
         while kills < 10:
             await asyncio.sleep(rng.uniform(0.2, 1.0))
-            victim = rng.choice(ALL_PROCESSES)
+            victim = rng.choice(PROCESSES)
             fleet.kill(victim, sig=signal.SIGKILL)
             fleet.processes[victim].pop(0)
             fleet.start(victim)

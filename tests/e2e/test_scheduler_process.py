@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
+from automation.supervisor import ConsumerFleet, settings_env
 from shared.models import AutomationConfig, AutomationRun, ScheduleSlot
-from shared.supervisor import ConsumerFleet, settings_env
 from tests.e2e.conftest import delete_topology, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +29,7 @@ async def test_a_config_due_shortly_is_run_by_the_scheduler_process(settings, se
     fleet = ConsumerFleet(own, concurrency=4, log_dir=output_dir / f"fleet-{own.queue_prefix}")
     fleet.start_all()
     log = (output_dir / f"scheduler-{own.queue_prefix}.out").open("wb")
-    scheduler = subprocess.Popen([sys.executable, "-m", "shared.cli", "scheduler"], env=settings_env(own),
+    scheduler = subprocess.Popen([sys.executable, "-m", "automation.cli", "scheduler"], env=settings_env(own),
                                  stdout=log, stderr=subprocess.STDOUT)
     try:
         async def next_run_is_due() -> bool:

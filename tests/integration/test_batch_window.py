@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from ai.simulated import SimulatedProvider
 from consumers.deps import Deps
-from shared.ai.simulated import SimulatedProvider
 from shared.events import ResumeRun, StartRun
 from shared.models import AutomationRun, StageBatch
 from tests.support import dispatch, drain_outbox, site_outcome

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ai.openai_provider import OpenAIProvider
 from consumers.deps import Deps
-from shared.ai.openai_provider import OpenAIProvider
 from shared.automation_logger import AutomationLogger
 from shared.events import StartRun
 from shared.models import AutomationRun, Content

@@ -2,8 +2,8 @@
 
 from typer.testing import CliRunner
 
+from automation.cli import app
 from shared import settings as settings_module
-from shared.cli import app
 
 
 def test_invalid_settings_are_named_and_exit_2(monkeypatch):

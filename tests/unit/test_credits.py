@@ -2,7 +2,8 @@
 
 import math
 
-from shared.credits import IDEAS_PER_CLUSTER, KEYWORDS_PER_CLUSTER, estimate_from_counts, stage_cost
+from shared.catalogue import stage_cost
+from shared.credits import IDEAS_PER_CLUSTER, KEYWORDS_PER_CLUSTER, estimate_from_counts
 
 
 def test_stage_rates_follow_the_seed():
@@ -16,7 +17,7 @@ def test_stage_rates_follow_the_seed():
 
 
 def test_estimate_uses_the_seed_formulas_on_projected_counts():
-    estimate = estimate_from_counts(keywords=200, clusters=0, ideas=0, tasks=0, drafts=0, pending_images=0)
+    estimate = estimate_from_counts({1: 200, 2: 0, 3: 0, 4: 0, 5: 0, 6: 0})
     clusters = math.ceil(200 / KEYWORDS_PER_CLUSTER)
     content = clusters * IDEAS_PER_CLUSTER
     assert estimate.per_stage == {1: 40, 2: clusters * 2, 3: 0, 4: content * 5, 5: content * 2, 6: content * 8, 7: 0}
@@ -24,4 +25,4 @@ def test_estimate_uses_the_seed_formulas_on_projected_counts():
 
 
 def test_nothing_to_do_costs_nothing():
-    assert estimate_from_counts(0, 0, 0, 0, 0, 0).total == 0
+    assert estimate_from_counts(dict.fromkeys(range(1, 7), 0)).total == 0

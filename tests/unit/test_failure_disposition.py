@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 
-from shared.ai.base import AIError, InvalidAIOutput, TransientAIError
+from ai.base import AIError, InvalidAIOutput, TransientAIError
 from shared.events import PauseRun, ProcessBatch, StartRun
 from shared.messaging import Disposition, PoisonMessage, disposition
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import adjusted_rand_score
 
-from shared.ai.base import (
+from ai.base import (
     ArticleIn,
     ArticleOut,
     ClusterIn,
@@ -25,8 +25,8 @@ from shared.ai.base import (
     InvalidAIOutput,
     KeywordIn,
 )
-from shared.ai.local import LocalProvider
-from shared.ai.local_text import CONTENT_TYPES, sentence_subject
+from ai.local import LocalProvider
+from ai.local_text import CONTENT_TYPES, sentence_subject
 from shared.demo_data import DEMO_TOPICS, demo_keywords
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,8 +10,8 @@ from faststream.rabbit import TestRabbitBroker
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.ai.base import ImageOut
-from shared.ai.functions import GenerateImages
+from ai.base import ImageOut
+from ai.functions import GenerateImages
 from shared.health import ops_app
 from shared.messaging import FailureRouter, PoisonMessage, make_broker
 from shared.metrics import REGISTRY, PipelineState, Snapshot, counted

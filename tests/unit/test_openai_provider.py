@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from shared.ai.base import (
+from ai.base import (
     AIError,
     ArticleIn,
     ClusterIn,
@@ -22,7 +22,7 @@ from shared.ai.base import (
     OutlineSection,
     TransientAIError,
 )
-from shared.ai.openai_provider import OpenAIProvider, markdown_blocks, retry_after
+from ai.openai_provider import OpenAIProvider, markdown_blocks, retry_after
 from shared.settings import Settings
 from tests.openai_stub import CHAT, IMAGES, Fault, OpenAIStub
 

@@ -32,7 +32,7 @@ import openai
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.ai.base import (
+from ai.base import (
     AIError,
     ArticleIn,
     ArticleOut,
@@ -48,7 +48,7 @@ from shared.ai.base import (
     OutlineSection,
     TransientAIError,
 )
-from shared.ai.local_text import clip, count_words, slugify
+from ai.local_text import clip, count_words, slugify
 from shared.settings import Settings
 
 T = TypeVar("T")

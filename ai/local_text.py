@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from shared.ai.base import ArticleOut, ClusterIn, IdeaIn, IdeaOut, InvalidAIOutput, OutlineSection
-from shared.ai.local_cluster import fixed_case, title_case
+from ai.base import ArticleOut, ClusterIn, IdeaIn, IdeaOut, InvalidAIOutput, OutlineSection
+from ai.local_cluster import fixed_case, title_case
 
 CONTENT_TYPES: tuple[str, ...] = ("guide", "how-to", "listicle", "comparison", "review", "checklist")
 YEAR = date.today().year

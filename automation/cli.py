@@ -65,43 +65,24 @@ def demo(
     concurrency: int = typer.Option(4, min=1, max=64),
 ) -> None:
     """Set up a demo account and site, start every consumer, run the pipeline, print a summary."""
-    from producers.demo import run_demo
+    from automation.demo import run_demo
 
     _logging()
     raise typer.Exit(asyncio.run(run_demo(get_settings(), keywords, concurrency)))
 
 
-@app.command()
-def bench(
-    scenario: list[str] = typer.Option(
-        None, "--scenario", "-s", help="efficiency, seed-design, overhead, scale, fairness or provider "
-        "(repeatable; default: all, in that order)."),
-    quick: bool = typer.Option(False, "--quick", help="Every scenario at tiny sizes (exercises the harness)."),
-    keywords: list[int] = typer.Option(None, "--keywords", "-n", min=1,
-                                       help="Scale sizes (repeatable; default 1k, 10k, 100k; quick 50, 100)."),
-    concurrency: int = typer.Option(8, min=1, max=256, help="Messages in flight per stage process."),
-    replicas: int = typer.Option(1, min=1, max=8, help="Consumer processes per batch stage in the zero-latency "
-                                 "scenarios (overhead, scale); efficiency and seed-design always use one."),
-    latency_ms: int = typer.Option(None, min=0, help="Simulated AI latency per call for efficiency, seed-design "
-                                   "and fairness (default 200; 50 with --quick)."),
-    json_path: str = typer.Option(None, "--json", help="Also write every figure to this JSON file."),
-) -> None:
-    """Measure the pipeline (real processes, simulated AI) and print every figure against its goal."""
-    from pathlib import Path
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmarks (`python -m bench --help` lists the options). They ship with the source
+    checkout, not with the package: this only starts them, it does not import them."""
+    import importlib.util
+    import subprocess
+    import sys
 
-    from bench.runner import run_bench
-    from bench.scenarios import SCENARIOS, Plan
-
-    unknown = [name for name in scenario or [] if name not in SCENARIOS]
-    if unknown:
-        raise typer.BadParameter(f"unknown {', '.join(unknown)}; expected {', '.join(SCENARIOS)}",
-                                 param_hint="--scenario")
-    _logging()
-    for noisy in ("alembic", "aiormq", "aio_pika"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    plan = Plan.make(quick, concurrency, latency_ms, keywords, replicas)
-    chosen = [name for name in SCENARIOS if name in scenario] if scenario else list(SCENARIOS)
-    raise typer.Exit(asyncio.run(run_bench(get_settings(), chosen, plan, Path(json_path) if json_path else None)))
+    if importlib.util.find_spec("bench") is None:
+        typer.echo("the benchmarks are in the source checkout: run `python -m bench` from it", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "bench", *ctx.args]))
 
 
 @app.command()
@@ -109,10 +90,12 @@ def api(host: str = typer.Option("0.0.0.0"), port: int = typer.Option(8000, min=
     """Serve the HTTP API (/api/v1/automation/, /docs, /asyncapi.json)."""
     import uvicorn
 
+    from automation.contract import asyncapi_document
     from producers.api.app import create_app
 
     _logging()
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level="info")
+    settings = get_settings()
+    uvicorn.run(create_app(settings, asyncapi_document(settings)), host=host, port=port, log_level="info")
 
 
 @app.command("scheduler")

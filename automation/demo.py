@@ -9,6 +9,7 @@ import uuid
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from automation.supervisor import ConsumerFleet
 from producers.client import AutomationClient
 from producers.progress import find_run_id, summary, watch
 from shared.accounts import add_keywords, create_account, create_site
@@ -16,7 +17,6 @@ from shared.db import make_engine, make_sessionmaker, upgrade_schema
 from shared.demo_data import DEMO_TOPICS, demo_keywords, keyword_volume
 from shared.models import Account, Content, Site
 from shared.settings import Settings
-from shared.supervisor import ConsumerFleet
 
 DEMO_ACCOUNT = "demo"
 DEMO_CREDITS = 1_000_000

@@ -16,8 +16,8 @@ import re
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from shared.ai.base import ArticleIn, ImagePromptOut, InvalidAIOutput
-from shared.ai.local_text import display_lower, keyword_subject, seeded, sentence_subject
+from ai.base import ArticleIn, ImagePromptOut, InvalidAIOutput
+from ai.local_text import display_lower, keyword_subject, seeded, sentence_subject
 
 _STYLES = ("flat vector illustration", "soft watercolour illustration", "isometric 3D illustration",
            "minimal line-art illustration", "layered paper-cut illustration", "bold geometric poster illustration")

@@ -16,7 +16,7 @@ import zlib
 
 from PIL import Image as PILImage
 
-from shared.ai.base import (
+from ai.base import (
     ArticleIn,
     ArticleOut,
     ClusterIn,

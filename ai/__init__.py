@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from shared.ai.base import AIProvider
+from ai.base import AIProvider
 from shared.settings import Settings
 
 
@@ -14,13 +14,13 @@ def make_provider(settings: Settings) -> AIProvider:
         module_name, factory = settings.ai_provider.split(":")
         return getattr(importlib.import_module(module_name), factory)(settings)  # type: ignore[no-any-return]
     if settings.ai_provider == "openai":
-        from shared.ai.openai_provider import OpenAIProvider
+        from ai.openai_provider import OpenAIProvider
 
         return OpenAIProvider(settings)
     if settings.ai_provider == "simulated":
-        from shared.ai.simulated import SimulatedProvider
+        from ai.simulated import SimulatedProvider
 
         return SimulatedProvider(settings.ai_latency_ms)
-    from shared.ai.local import LocalProvider
+    from ai.local import LocalProvider
 
     return LocalProvider()

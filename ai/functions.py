@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from shared.ai.base import (
+from ai.base import (
     AIProvider,
     ArticleIn,
     ArticleOut,
@@ -26,7 +26,7 @@ from shared.ai.base import (
     InvalidAIOutput,
     KeywordIn,
 )
-from shared.credits import stage_cost
+from shared.catalogue import stage_cost
 from shared.metrics import timed_ai_call
 
 

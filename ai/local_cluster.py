@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared.ai.base import ClusterOut, ExistingCluster, KeywordIn
+from ai.base import ClusterOut, ExistingCluster, KeywordIn
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix

@@ -8,7 +8,7 @@ the whole pipeline can run (and be tested) on a laptop. The work lives in three 
 
 from __future__ import annotations
 
-from shared.ai.base import (
+from ai.base import (
     ArticleIn,
     ArticleOut,
     ClusterIn,
@@ -21,9 +21,9 @@ from shared.ai.base import (
     InvalidAIOutput,
     KeywordIn,
 )
-from shared.ai.local_cluster import DEFAULT_DISTANCE_THRESHOLD, cluster
-from shared.ai.local_images import image_prompts, render_png
-from shared.ai.local_text import generate_content, generate_ideas
+from ai.local_cluster import DEFAULT_DISTANCE_THRESHOLD, cluster
+from ai.local_images import image_prompts, render_png
+from ai.local_text import generate_content, generate_ideas
 
 
 class LocalProvider:

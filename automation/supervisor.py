@@ -16,9 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from consumers.app import PROCESSES
 from shared.settings import Settings
-
-ALL_PROCESSES = ("control", *(f"stage{n}" for n in range(1, 8)))
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -47,7 +46,7 @@ class ConsumerFleet:
 
     def start(self, name: str, metrics_port: int | None = None) -> subprocess.Popen[bytes]:
         """Start one more replica of `name` (control, stage1 ... stage7)."""
-        command = [sys.executable, "-m", "shared.cli", "consume", name, "--concurrency", str(self.concurrency)]
+        command = [sys.executable, "-m", "automation.cli", "consume", name, "--concurrency", str(self.concurrency)]
         if metrics_port is None:  # the configured port, unless a live replica holds it
             held = {self.ports_by_pid.get(p.pid) for p in self.processes.get(name, []) if p.poll() is None}
             metrics_port = self.metrics_ports.get(name, 0)
@@ -71,7 +70,7 @@ class ConsumerFleet:
             raise LookupError(f"{name} replica {index} serves no metrics port")
         return f"http://127.0.0.1:{port}"
 
-    def start_all(self, names: tuple[str, ...] = ALL_PROCESSES) -> None:
+    def start_all(self, names: tuple[str, ...] = PROCESSES) -> None:
         for name in names:
             self.start(name)
 
