@@ -17,8 +17,8 @@ from sqlalchemy import select, update
 from ai.simulated import SimulatedProvider
 from bench.harness import isolated, settle
 from bench.workload import BenchSite, create_bench_site, outcome_counts
-from consumers.batches import now
 from consumers.deps import BatchContext, Deps
+from consumers.planning import now
 from consumers.registry import STAGE_WORK
 from consumers.stage7_review import store_review_queue
 from shared.automation_logger import AutomationLogger, RunRef

@@ -21,9 +21,9 @@ from faststream.rabbit import Channel, RabbitBroker
 
 from ai import make_provider
 from consumers import run_control
-from consumers.batches import plan_stage as plan_batches
 from consumers.batches import process_batch
 from consumers.deps import Deps
+from consumers.planning import plan_stage as plan_batches
 from consumers.registry import STAGE_WORK
 from consumers.stage7_review import complete_run
 from consumers.watchdog import watch_forever

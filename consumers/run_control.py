@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consumers.batches import lock_run, now
 from consumers.deps import Deps
+from consumers.planning import lock_run, now
 from shared.accounts import get_or_create_config
 from shared.automation_logger import RunRef
 from shared.credits import estimate_for_site

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consumers.batches import check_trigger, lock_run, now
 from consumers.deps import Deps
+from consumers.planning import check_trigger, lock_run, now
 from shared.automation_logger import RunRef
 from shared.events import RequestStage, RunStateChanged, StageCompleted, planned_stage
 from shared.messaging import PoisonMessage

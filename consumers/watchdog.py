@@ -18,8 +18,8 @@ from datetime import timedelta
 
 from sqlalchemy import exists, func, or_, select, update
 
-from consumers.batches import now
 from consumers.deps import Deps
+from consumers.planning import now
 from shared.automation_logger import RunRef
 from shared.events import ProcessBatch, RequestStage, RunStateChanged
 from shared.models import AutomationRun, Site, StageBatch

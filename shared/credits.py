@@ -65,7 +65,7 @@ async def estimate_for_site(session: AsyncSession, site_id: int) -> Estimate:
 
 
 # The conditional debit and its ledger row as two CTEs, `debit` and `ledger`: shared by `charge` and by
-# the batch finish statement (consumers.batches.FINISH), which takes the account's row lock last.
+# the batch finish statement (FINISH in consumers/batches.py), which takes the account's row lock last.
 DEBIT_CTES = """
     debit AS (
         UPDATE accounts SET credits_balance = credits_balance - :amount

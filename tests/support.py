@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import delete
 
 from consumers import run_control
-from consumers.batches import plan_stage, process_batch
+from consumers.batches import process_batch
 from consumers.deps import Deps
+from consumers.planning import plan_stage
 from consumers.registry import STAGE_WORK
 from consumers.stage7_review import complete_run
 from shared.events import PauseRun, ProcessBatch, RequestStage, ResumeRun, StageCompleted, StartRun, planned_stage

@@ -8,7 +8,7 @@ import asyncio
 from sqlalchemy import select, text, update
 
 from consumers import run_control
-from consumers.batches import input_table, plan_stage
+from consumers.planning import input_table, plan_stage
 from consumers.stage1_clustering import ClusteringStage
 from shared.db import analyze_if_stale, autocommit_session
 from shared.events import RequestStage, StartRun

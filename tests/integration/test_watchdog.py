@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from consumers.batches import Claim, claim_batch, now
+from consumers.batches import Claim, claim_batch
+from consumers.planning import now
 from consumers.watchdog import fail_stale_runs, nudge_stalled_runs, reissue_expired_batches
 from shared.db import autocommit_session
 from shared.events import ProcessBatch, RequestStage, StageCompleted, StartRun
