@@ -218,12 +218,12 @@ def cluster_name(texts: list[str], centrality: list[float]) -> str:
     if len(texts) == 1:
         return _single_name(texts[0])
     df: Counter[tuple[str, ...]] = Counter()
-    weight: Counter[tuple[str, ...]] = Counter()
+    weight: dict[tuple[str, ...], float] = {}
     surfaces: dict[tuple[str, ...], Counter[str]] = {}
     for text, central in zip(texts, centrality, strict=True):
         for span, surface in _spans(text).items():
             df[span] += 1
-            weight[span] += central
+            weight[span] = weight.get(span, 0.0) + central
             surfaces.setdefault(span, Counter())[surface] += 1
     if not df:
         return _single_name(texts[0])

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.settings import Settings
 from shared.settings import get_settings as _read_settings
 
+T = TypeVar("T")
 app = typer.Typer(help="Event-driven AI content automation pipeline.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -115,7 +119,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(site_app, name="site")
 
 
-async def _in_session(work):  # type: ignore[no-untyped-def]
+async def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from shared.db import make_engine, make_sessionmaker
 
     engine = make_engine(get_settings(), pool_size=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from faststream.specification import AsyncAPI
@@ -23,4 +24,5 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         subscribe_stage(broker, topology, state, stage, 1)
     schema = AsyncAPI(broker, title="Automation pipeline events", version="1.0.0",
                       description=f"Commands and events on the topic exchange {topology.exchange.name}.")
-    return schema.to_specification().model_dump(mode="json", by_alias=True, exclude_none=True)
+    document: dict[str, Any] = json.loads(schema.to_specification().to_json())
+    return document

@@ -50,10 +50,10 @@ async def measure(keywords: int, profile: Path | None) -> None:
         await bus.send(StartRun(site_id=site.id))
         profiler = cProfile.Profile() if profile else None
         cpu, wall = time.process_time(), time.perf_counter()
-        if profiler:
+        if profiler and profile:
             profiler.enable()
         await bus.pump()
-        if profiler:
+        if profiler and profile:
             profiler.disable()
             profiler.dump_stats(profile)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

@@ -20,8 +20,8 @@ async def provider_speed(width: int, height: int, articles: int = 40, images: in
                                 description=idea.description, cluster_name=topic))
     ideas = (ideas * (articles // max(1, len(ideas)) + 1))[:articles]
     started = time.perf_counter()
-    for idea in ideas:
-        await provider.generate_content(idea)
+    for article_idea in ideas:
+        await provider.generate_content(article_idea)
     article_rate = len(ideas) / (time.perf_counter() - started)
     started = time.perf_counter()
     for n in range(images):

@@ -58,7 +58,7 @@ async def run_stages_in_turn(deps: Deps, run: RunRef) -> int:
         ctx = BatchContext(run=run, batch_id=0, stage=number, settings=deps.settings)
         for start in range(0, len(item_ids), size):
             async with deps.sessions() as session:
-                inputs = await work.load(session, run.site_id, item_ids[start:start + size])
+                inputs = await work.load(session, run.site_id, list(item_ids[start:start + size]))
             batches += 1
             if not inputs:
                 continue

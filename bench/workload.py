@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -65,8 +66,8 @@ async def create_bench_site(sessions: async_sessionmaker[AsyncSession], name: st
     bench's batch sizes and `keywords` synthetic keywords."""
     async with sessions() as session, session.begin():
         account = await create_account(session, f"bench-{name}", CREDITS)
-        site = await create_site(session, account, name,
-                                 **{f"stage_{n}_batch_size": size for n, size in BATCH_SIZES.items()})
+        sizes: dict[str, Any] = {f"stage_{n}_batch_size": size for n, size in BATCH_SIZES.items()}
+        site = await create_site(session, account, name, **sizes)
         await insert_keywords(session, site.id, keywords)
         return BenchSite(id=site.id, account_id=account.id, keywords=keywords)
 

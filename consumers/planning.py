@@ -148,7 +148,7 @@ async def insert_batches(session: AsyncSession, run_pk: int, work: StageWork, si
 
 def input_table(work: StageWork) -> str:
     """The table a stage's items live in (that of the ids its seed query selects)."""
-    return str(eligible_ids(work.stage.number, 0).selected_columns[0].table.name)  # type: ignore[attr-defined]
+    return str(eligible_ids(work.stage.number, 0).selected_columns[0].table.name)
 
 
 async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: StageWork) -> None:

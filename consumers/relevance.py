@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import Select, false, func
 
+Ts = TypeVarTuple("Ts")
 
 def significant_words(texts: Iterable[str], *, min_length: int = 4, prefix: int = 6) -> list[str]:
     """The words of `texts` worth matching on, cut to a prefix so plurals and -ing forms match;
@@ -17,7 +18,7 @@ def significant_words(texts: Iterable[str], *, min_length: int = 4, prefix: int 
                    if len(word) >= min_length})
 
 
-def closest(query: Select[Any], text_column: Any, words: list[str], limit: int) -> Select[Any]:
+def closest(query: Select[*Ts], text_column: Any, words: list[str], limit: int) -> Select[*Ts]:
     """`query` narrowed to the rows whose `text_column` contains any of `words`, those with the
     most matches first, at most `limit`: common words (a brand, "best") match a large part of a
     big site, and a prompt must stay bounded all the same. One case-insensitive regular expression

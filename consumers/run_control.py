@@ -35,7 +35,7 @@ def _reject(session: AsyncSession, command: StartRun, reason: str, **details: in
     session would need a second pooled connection while this one is held, and concurrent starts
     would then wait on each other's connections."""
     rejected = RunRejected(site_id=command.site_id, reason=reason, idempotency_key=command.idempotency_key,
-                           **details)  # type: ignore[arg-type]
+                           **details)
     add_events(session, rejected)
     session.add(RunRejection(site_id=command.site_id, idempotency_key=command.idempotency_key, reason=reason,
                              details={k: v for k, v in details.items() if v is not None}))

@@ -18,7 +18,7 @@ EXISTING_SAMPLE = 12  # member keywords shown to the clusterer per existing clus
 CANDIDATE_CLUSTERS = 200  # existing clusters shown per batch: a prompt (and a gram matrix) must stay small
 
 
-def candidate_clusters(site_id: int, patterns: list[str]) -> Select[tuple[int, str]]:
+def candidate_clusters(site_id: int, patterns: list[str]) -> Select[int, str]:
     """Ids and names of the site's clusters whose names share the most words with the batch, at
     most CANDIDATE_CLUSTERS of them, so the prompt stays the same size however big the site."""
     return closest(select(Cluster.id, Cluster.name).where(Cluster.site_id == site_id), Cluster.name, patterns,
@@ -39,8 +39,8 @@ class ClusteringStage:
             return [], []
         # two plain statements, not one: joined, the candidates were ranked twice and a misestimated
         # join sampled every candidate's members once per candidate (640 ms a batch at 7,000 clusters)
-        candidates = dict((await session.execute(
-            candidate_clusters(site_id, significant_words(k.text for k in keywords)))).all())
+        candidates: dict[int, str] = {row[0]: row[1] for row in (await session.execute(
+            candidate_clusters(site_id, significant_words(k.text for k in keywords)))).all()}
         members: dict[int, list[str]] = {cluster_id: [] for cluster_id in candidates}
         if candidates:
             numbered = (select(Keyword.cluster_id, Keyword.keyword,

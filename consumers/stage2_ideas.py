@@ -8,6 +8,8 @@ come up with one title, the later writer keeps its idea under the title with its
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,7 +71,7 @@ class IdeasStage:
             .order_by(Cluster.id).with_for_update())).all()
         created = 0
         for cluster in locked:
-            rows = [{"site_id": ctx.site_id, "cluster_id": cluster.id, "title": idea.title[:300],
+            rows: list[dict[str, Any]] = [{"site_id": ctx.site_id, "cluster_id": cluster.id, "title": idea.title[:300],
                      "content_type": idea.content_type, "target_keywords": list(idea.target_keywords),
                      "outline": [{"h2": s.h2, "h3s": list(s.h3s)} for s in idea.outline],
                      "description": idea.description, "status": "new"}
@@ -87,7 +89,7 @@ class IdeasStage:
         return Written(items_out=created, credits=GenerateIdeas.credits(len(locked)))
 
 
-async def _insert_ideas(session: AsyncSession, rows: list[dict[str, object]]) -> set[str]:
+async def _insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
     """Insert the ideas whose titles are free; returns the titles inserted."""
     return set((await session.scalars(
         insert(ContentIdea).values(rows).on_conflict_do_nothing(index_elements=["site_id", "title"])

@@ -15,7 +15,7 @@ class AutomationClient(Publisher):
 
     async def start_run(self, site_id: int, *, trigger: str = "manual", requested_by: str = "main-app",
                         idempotency_key: str | None = None) -> StartRun:
-        command = StartRun(site_id=site_id, trigger=trigger, requested_by=requested_by,  # type: ignore[arg-type]
+        command = StartRun(site_id=site_id, trigger=trigger, requested_by=requested_by,
                            idempotency_key=idempotency_key)
         await self.send(command)
         return command

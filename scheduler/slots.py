@@ -46,7 +46,7 @@ def _after(trigger: CronTrigger, moment: datetime) -> datetime | None:
     earlier instant inside a repeated DST hour, so step the search start forward until it moves on."""
     search = moment + timedelta(seconds=1)
     for _ in range(48):
-        following = trigger.get_next_fire_time(None, search)
+        following: datetime | None = trigger.get_next_fire_time(None, search)
         if following is None or following > moment:
             return following
         search += timedelta(hours=1)

@@ -140,7 +140,7 @@ class PipelineState(Collector):
         batches = {(stage, status): count for stage, status, count in await session.execute(
             select(StageBatch.stage, StageBatch.status, func.count())
             .where(StageBatch.status.in_(OPEN_BATCH_STATUSES)).group_by(StageBatch.stage, StageBatch.status))}
-        credits = {stage: int(total) for stage, total in await session.execute(
+        credits = {int(stage or 0): int(total) for stage, total in await session.execute(
             select(CreditLedger.stage, func.sum(-CreditLedger.delta))
             .where(CreditLedger.delta < 0, CreditLedger.stage.is_not(None)).group_by(CreditLedger.stage))}
         return Snapshot(runs=runs, open_batches=batches, credits_charged=credits, taken_at=time.time())

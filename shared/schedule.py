@@ -33,7 +33,8 @@ def iana_zone_error(name: str) -> str:
 
 def trigger_for(frequency: str, at: time, timezone: str) -> CronTrigger:
     """Daily at `at`, weekly on Mondays, monthly on the 1st, in the site's timezone (DST-aware)."""
-    extra = {"daily": {}, "weekly": {"day_of_week": "mon"}, "monthly": {"day": 1}}[frequency]
+    fields: dict[str, dict[str, str | int]] = {"daily": {}, "weekly": {"day_of_week": "mon"}, "monthly": {"day": 1}}
+    extra = fields[frequency]
     return CronTrigger(hour=at.hour, minute=at.minute, timezone=ZoneInfo(timezone), **extra)
 
 

@@ -40,7 +40,7 @@ _SEED_QUERIES = {1: (Keyword.id, eligible_keywords), 2: (Cluster.id, eligible_cl
                  5: (Content.id, eligible_drafts), 6: (Image.id, eligible_images)}
 
 
-def eligible_ids(stage: int, site_id: int) -> Select[tuple[int]]:
+def eligible_ids(stage: int, site_id: int) -> Select[int]:
     """The seed's query of a batch stage, as ids in a stable order."""
     column, predicates = _SEED_QUERIES[stage]
     return select(column).where(*predicates(site_id)).order_by(column)

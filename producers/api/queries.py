@@ -24,7 +24,7 @@ async def owned_run(session: AsyncSession, account_id: int, run_id: str) -> Auto
 
 def config_out(site: Site, config: AutomationConfig) -> ConfigOut:
     return ConfigOut(
-        site_id=site.id, is_enabled=config.is_enabled, frequency=config.frequency,  # type: ignore[arg-type]
+        site_id=site.id, is_enabled=config.is_enabled, frequency=config.frequency,
         scheduled_time=config.scheduled_time.strftime("%H:%M"), timezone=site.timezone,
         last_run_at=config.last_run_at, next_run_at=config.next_run_at,
         **{f"stage_{n}_batch_size": config.batch_size(n) for n in DEFAULT_BATCH_SIZES})
@@ -46,7 +46,7 @@ async def run_detail(session: AsyncSession, run: AutomationRun) -> RunDetail:
         else:
             status = "failed" if run.status == "failed" else "active"
         stages.append(StageProgress(
-            stage=number, name=BY_NUMBER[number].name, status=status,  # type: ignore[arg-type]
+            stage=number, name=BY_NUMBER[number].name, status=status,
             batches_done=row.batches_done if row else 0, batches_total=row.batches_total if row else 0,
             items_in=row.items_in if row else 0, items_out=row.items_out if row else 0,
             credits=row.credits if row else 0, result=run.stage_result(number)))

@@ -174,8 +174,8 @@ async def _start_refusal(session: AsyncSession, site: Site, account: Account, bu
 def _refusal_from(reason: str, details: dict[str, object], buffer: float) -> JSONResponse:
     if reason.startswith("insufficient credits"):
         return JSONResponse(status_code=402, content=Refusal(detail=reason, buffer=round(buffer - 1, 4),
-                                                             **details).model_dump())  # type: ignore[arg-type]
-    return JSONResponse(status_code=409, content=Refusal(detail=reason, **details).model_dump())  # type: ignore[arg-type]
+                                                             **details).model_dump())
+    return JSONResponse(status_code=409, content=Refusal(detail=reason, **details).model_dump())
 
 
 @router.get("/current_run/", response_model=CurrentRun, responses={404: {"model": Refusal}})
