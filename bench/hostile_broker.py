@@ -64,7 +64,7 @@ class Tap:
     seen: list[Seen] = field(default_factory=list)
     last_at: float = field(default_factory=time.monotonic)
 
-    def on_message(self, message: AbstractIncomingMessage) -> None:
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
         body = message.body if len(message.body) <= KEEP_BODY else None
         self.seen.append(Seen(str(message.message_id or ""), message.routing_key or "",
                               dict(message.headers or {}), body))

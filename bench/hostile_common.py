@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,8 +50,8 @@ async def make_site(sessions: async_sessionmaker[AsyncSession], name: str,
     sizes = {**BATCH_SIZES, **{int(n): size for n, size in batch_sizes.items()}}
     async with sessions() as session, session.begin():
         account = await create_account(session, f"hostile-{name}", CREDITS)
-        site = await create_site(session, account, name,
-                                 **{f"stage_{n}_batch_size": size for n, size in sizes.items()})
+        batch_sizes: dict[str, Any] = {f"stage_{n}_batch_size": size for n, size in sizes.items()}
+        site = await create_site(session, account, name, **batch_sizes)
         await add_keywords(session, site, keywords)
         return BenchSite(id=site.id, account_id=account.id, keywords=len(keywords))
 

@@ -92,7 +92,8 @@ def forged_stage_commands(run_id: str, current_stage: int) -> tuple[list[Hostile
     an outbox re-send can legitimately repeat; the run must ignore them too, dead-lettered or not.
     `stage.<current>.requested` is neither: a resume sends exactly that.
     """
-    forged, stale = [], []
+    forged: list[Any] = []
+    stale: list[Any] = []
     for stage in range(1, 8):
         if stage != current_stage:  # a request for the current stage is what a resume sends
             request = RequestStage.for_stage(run_id, stage)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.ai.base import ArticleOut, ClusterOut, ExistingCluster, IdeaIn, KeywordIn, TransientAIError
-from shared.ai.simulated import SimulatedProvider
+from ai.base import ArticleOut, ClusterOut, ExistingCluster, IdeaIn, KeywordIn, TransientAIError
+from ai.simulated import SimulatedProvider
 from shared.settings import Settings
 
 FAIL_MARKER = "hostile-fail"  # a stage 1 batch holding a keyword with this text never succeeds
