@@ -50,8 +50,8 @@ async def make_site(sessions: async_sessionmaker[AsyncSession], name: str,
     sizes = {**BATCH_SIZES, **{int(n): size for n, size in batch_sizes.items()}}
     async with sessions() as session, session.begin():
         account = await create_account(session, f"hostile-{name}", CREDITS)
-        batch_sizes: dict[str, Any] = {f"stage_{n}_batch_size": size for n, size in sizes.items()}
-        site = await create_site(session, account, name, **batch_sizes)
+        config: dict[str, Any] = {f"stage_{n}_batch_size": size for n, size in sizes.items()}
+        site = await create_site(session, account, name, **config)
         await add_keywords(session, site, keywords)
         return BenchSite(id=site.id, account_id=account.id, keywords=len(keywords))
 
