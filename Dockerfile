@@ -3,11 +3,13 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# the application packages; bench/ and tests/ stay in the source checkout
 COPY shared ./shared
+COPY ai ./ai
 COPY consumers ./consumers
 COPY producers ./producers
 COPY scheduler ./scheduler
-COPY bench ./bench
+COPY automation ./automation
 RUN pip install .
 RUN useradd --create-home automation && mkdir -p /data/logs /data/media && chown -R automation /data
 USER automation
