@@ -32,6 +32,7 @@ import openai
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field, ValidationError
 
+from ai.article_render import clip, count_words, slugify
 from ai.base import (
     AIError,
     ArticleIn,
@@ -48,7 +49,6 @@ from ai.base import (
     OutlineSection,
     TransientAIError,
 )
-from ai.local_text import clip, count_words, slugify
 from shared.settings import Settings
 
 T = TypeVar("T")
