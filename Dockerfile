@@ -4,9 +4,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
+COPY ai ./ai
 COPY consumers ./consumers
 COPY producers ./producers
 COPY scheduler ./scheduler
+COPY automation ./automation
 COPY bench ./bench
 RUN pip install .
 RUN useradd --create-home automation && mkdir -p /data/logs /data/media && chown -R automation /data
