@@ -1,9 +1,11 @@
 """The offline `local` provider: real clustering, template-grammar writing, Pillow images.
 
 No network and no model downloads, and the same input always gives the same output, so
-the whole pipeline can run (and be tested) on a laptop. The work lives in three helpers:
-`local_cluster` (TF-IDF + agglomerative clustering), `local_text` (ideas and articles) and
-`local_images` (image prompts and PNG rendering).
+the whole pipeline can run (and be tested) on a laptop. The work lives in helpers named after
+what they write: `local_cluster` (TF-IDF + agglomerative clustering), `local_ideas` (titles and
+outlines), `local_articles` (the articles, rendered by `article_render`) and `local_images`
+(image prompts and PNG rendering). Their templates and word lists are data, in `ai/data/`
+(read by `local_templates`); `local_text` holds the phrase helpers they share.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from ai.base import (
     InvalidAIOutput,
     KeywordIn,
 )
+from ai.local_articles import generate_content
 from ai.local_cluster import DEFAULT_DISTANCE_THRESHOLD, cluster
+from ai.local_ideas import generate_ideas
 from ai.local_images import image_prompts, render_png
-from ai.local_text import generate_content, generate_ideas
 
 
 class LocalProvider:

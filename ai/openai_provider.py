@@ -1,9 +1,10 @@
 """The `openai` provider: any OpenAI-compatible API behind the `AIProvider` interface.
 
-Chat calls ask for one JSON object whose shape the system prompt spells out; the reply is
-validated with pydantic and checked (every keyword once, enough ideas, ...) so a sloppy
-answer becomes a retryable `InvalidAIOutput` instead of bad rows. Articles come back as
-markdown: HTML, sections and the word count are derived here, never trusted from the model.
+Chat calls ask for one JSON object whose shape the system prompt spells out (`ai.openai_schemas`);
+the reply is validated with pydantic here and then checked and converted (`ai.openai_replies`: every
+keyword once, enough ideas, ...) so a sloppy answer becomes a retryable `InvalidAIOutput` instead of
+bad rows. Articles come back as markdown: HTML, sections and the word count are derived from it,
+never trusted from the model.
 
 Transport failures are retried here, a few times and briefly (429 honours Retry-After,
 5xx/timeouts back off exponentially with jitter); after that the pipeline's message-level
@@ -14,23 +15,18 @@ loop bounds the calls in flight, so a large run cannot turn into a retry storm.
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
-import html
-import io
 import json
 import random
-import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import openai
-from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ai.base import (
     AIError,
@@ -45,10 +41,19 @@ from ai.base import (
     ImagePromptOut,
     InvalidAIOutput,
     KeywordIn,
-    OutlineSection,
     TransientAIError,
 )
-from ai.local_text import clip, count_words, slugify
+from ai.openai_replies import as_png, b64_image, build_article, build_prompts, checked_clusters, checked_ideas
+from ai.openai_schemas import (
+    CLUSTER_PROMPT,
+    CONTENT_PROMPT,
+    IDEAS_PROMPT,
+    PROMPTS_PROMPT,
+    ArticleReply,
+    ClusterReply,
+    IdeasReply,
+    PromptsReply,
+)
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -57,94 +62,6 @@ M = TypeVar("M", bound=BaseModel)
 MAX_RETRY_AFTER_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 30.0
 REFUSAL_CODES = frozenset({"content_policy_violation", "moderation_blocked"})
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-# --- reply schemas -------------------------------------------------------------------------------------------
-
-
-class _ClusterItem(BaseModel):
-    name: str = Field(min_length=1)
-    description: str = ""
-    keyword_ids: list[int] = Field(min_length=1)
-    existing_id: int | None = None
-
-
-class _ClusterReply(BaseModel):
-    clusters: list[_ClusterItem] = Field(min_length=1)
-
-
-class _SectionItem(BaseModel):
-    h2: str = Field(min_length=1)
-    h3s: list[str] = []
-
-
-class _IdeaItem(BaseModel):
-    title: str = Field(min_length=1)
-    content_type: str = Field(min_length=1)
-    target_keywords: list[str] = []
-    outline: list[_SectionItem] = Field(min_length=1)
-    description: str = ""
-
-
-class _IdeasReply(BaseModel):
-    ideas: list[_IdeaItem] = Field(min_length=1)
-
-
-class _ArticleReply(BaseModel):
-    title: str = Field(min_length=1)
-    meta_title: str = Field(min_length=1)
-    meta_description: str = Field(min_length=1)
-    slug: str = ""
-    markdown: str = Field(min_length=1)
-
-
-class _SectionPrompt(BaseModel):
-    section: str = Field(min_length=1)
-    prompt: str = Field(min_length=1)
-
-
-class _PromptsReply(BaseModel):
-    featured: str = Field(min_length=1)
-    in_article: list[_SectionPrompt] = Field(min_length=1)
-
-
-# --- system prompts ------------------------------------------------------------------------------------------
-
-_JSON_ONLY = "Answer with one JSON object only, exactly in this shape, no prose and no code fences:\n"
-
-CLUSTER_PROMPT = (
-    "You group SEO keywords into topical clusters. The user sends JSON with `keywords` (id, text) and "
-    "`existing_clusters` (id, name, sample keywords). Put every keyword id in exactly one cluster. When keywords "
-    "belong to an existing cluster, answer that cluster with its `existing_id`; otherwise set `existing_id` to null "
-    "and give a short new name (2-5 words).\n" + _JSON_ONLY
-    + '{"clusters": [{"name": "string", "description": "one sentence", "keyword_ids": [1, 2], '
-    '"existing_id": null}]}'
-)
-IDEAS_PROMPT = (
-    "You plan blog articles for one keyword cluster. The user sends JSON with the cluster (name, description, "
-    "keywords) and `taken_titles`. Propose 3 to 5 distinct article ideas, none with a title in `taken_titles`. "
-    "`content_type` is one of guide, how-to, listicle, comparison, review, checklist. Each outline has 5-8 H2 "
-    "sections with 0-4 H3s each.\n" + _JSON_ONLY
-    + '{"ideas": [{"title": "string", "content_type": "guide", "target_keywords": ["string"], '
-    '"outline": [{"h2": "string", "h3s": ["string"]}], "description": "one or two sentences"}]}'
-)
-CONTENT_PROMPT = (
-    "You write complete, helpful blog articles of about 2,000-2,500 words in markdown. The user sends JSON with "
-    "the idea (title, content_type, target_keywords, outline, description, cluster_name). Follow the outline: "
-    "one '# ' title line, an introduction, every H2 as '## ' and every H3 as '### ', paragraphs separated by blank "
-    "lines, lists as '- ' lines. meta_title at most 60 characters, meta_description at most 160 characters, slug "
-    "lowercase words joined by hyphens.\n" + _JSON_ONLY
-    + '{"title": "string", "meta_title": "string", "meta_description": "string", "slug": "string", '
-    '"markdown": "string"}'
-)
-PROMPTS_PROMPT = (
-    "You write prompts for an image model to illustrate a blog article. The user sends JSON with the article's "
-    "title, target keywords, H2 sections and markdown. Give one featured image prompt for the whole article and "
-    "3 to 5 in-article prompts, each for one of the given sections (use the section text exactly). Each prompt is "
-    "one descriptive sentence: subject, style, mood, colours; no text in the image.\n" + _JSON_ONLY
-    + '{"featured": "string", "in_article": [{"section": "string", "prompt": "string"}]}'
-)
 
 
 # --- the provider ---------------------------------------------------------------------------------------------
@@ -174,7 +91,7 @@ class OpenAIProvider:
                    "keywords": [{"id": k.id, "text": k.text} for k in keywords],
                    "existing_clusters": [{"id": c.id, "name": c.name, "keywords": list(c.keywords[:10])}
                                          for c in existing]}
-        reply = await self._chat_json("cluster_keywords", CLUSTER_PROMPT, payload, _ClusterReply)
+        reply = await self._chat_json("cluster_keywords", CLUSTER_PROMPT, payload, ClusterReply)
         return checked_clusters(reply, {k.id for k in keywords}, {c.id for c in existing})
 
     async def generate_ideas(self, cluster: ClusterIn, taken_titles: frozenset[str]) -> list[IdeaOut]:
@@ -183,7 +100,7 @@ class OpenAIProvider:
                    "cluster": {"name": cluster.name, "description": cluster.description,
                                "keywords": list(cluster.keywords)},
                    "taken_titles": sorted(taken_titles)}
-        reply = await self._chat_json("generate_ideas", IDEAS_PROMPT, payload, _IdeasReply)
+        reply = await self._chat_json("generate_ideas", IDEAS_PROMPT, payload, IdeasReply)
         return checked_ideas(reply, taken_titles)
 
     async def generate_content(self, idea: IdeaIn) -> ArticleOut:
@@ -193,7 +110,7 @@ class OpenAIProvider:
                             "target_keywords": list(idea.target_keywords),
                             "outline": [{"h2": s.h2, "h3s": list(s.h3s)} for s in idea.outline],
                             "description": idea.description, "cluster_name": idea.cluster_name}}
-        reply = await self._chat_json("generate_content", CONTENT_PROMPT, payload, _ArticleReply)
+        reply = await self._chat_json("generate_content", CONTENT_PROMPT, payload, ArticleReply)
         return build_article(reply)
 
     async def generate_image_prompts(self, article: ArticleIn) -> list[ImagePromptOut]:
@@ -201,7 +118,7 @@ class OpenAIProvider:
         payload = {"task": "generate_image_prompts", "title": article.title,
                    "target_keywords": list(article.target_keywords), "sections": list(article.sections),
                    "markdown": article.markdown[:6000]}
-        reply = await self._chat_json("generate_image_prompts", PROMPTS_PROMPT, payload, _PromptsReply)
+        reply = await self._chat_json("generate_image_prompts", PROMPTS_PROMPT, payload, PromptsReply)
         return build_prompts(reply)
 
     async def generate_image(self, prompt: str, width: int, height: int) -> ImageOut:
@@ -213,7 +130,7 @@ class OpenAIProvider:
             model=self.settings.openai_image_model, prompt=prompt, size=size, n=1))
         first = response.data[0] if response.data else None
         if first is not None and first.b64_json:
-            raw = _b64(first.b64_json)
+            raw = b64_image(first.b64_json)
         elif first is not None and first.url:
             raw = await self._call("download_image", lambda _client: self._download(first.url or ""))
         else:
@@ -269,7 +186,7 @@ class OpenAIProvider:
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff, capped, jittered over its upper half so retries of a batch spread out."""
         ceiling = min(MAX_BACKOFF_SECONDS, self.backoff_base_seconds * 2**attempt)
-        return ceiling * random.uniform(0.5, 1.0)
+        return float(ceiling * random.uniform(0.5, 1.0))
 
     async def _download(self, url: str) -> bytes:
         """An image URL's bytes; network errors and 5xx are transient, other statuses final."""
@@ -303,140 +220,6 @@ class OpenAIProvider:
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidAIOutput(f"{what}: invalid JSON answer ({first['type']} at {first['loc']})") from exc
-
-
-# --- validation and conversion ---------------------------------------------------------------------------------
-
-
-def checked_clusters(reply: _ClusterReply, given: set[int], known: set[int]) -> list[ClusterOut]:
-    """Clusters only if every given keyword is assigned exactly once and existing ids are real."""
-    assigned = [i for c in reply.clusters for i in c.keyword_ids]
-    if sorted(assigned) != sorted(given):
-        raise InvalidAIOutput("cluster_keywords did not assign every keyword exactly once")
-    if any(c.existing_id is not None and c.existing_id not in known for c in reply.clusters):
-        raise InvalidAIOutput("cluster_keywords named an existing cluster that does not exist")
-    return [ClusterOut(name=" ".join(c.name.split()), description=c.description.strip(),
-                       keyword_ids=tuple(c.keyword_ids), existing_id=c.existing_id) for c in reply.clusters]
-
-
-def checked_ideas(reply: _IdeasReply, taken_titles: frozenset[str]) -> list[IdeaOut]:
-    """Drops taken or repeated titles, keeps at most 5, and refuses fewer than 3."""
-    seen = {t.strip().casefold() for t in taken_titles}
-    ideas: list[IdeaOut] = []
-    for item in reply.ideas:
-        title = " ".join(item.title.split())
-        if title.casefold() in seen:
-            continue
-        seen.add(title.casefold())
-        outline = tuple(OutlineSection(h2=s.h2.strip(), h3s=tuple(h.strip() for h in s.h3s if h.strip()))
-                        for s in item.outline)
-        ideas.append(IdeaOut(title=title, content_type=item.content_type.strip().lower(),
-                             target_keywords=tuple(item.target_keywords), outline=outline,
-                             description=item.description.strip()))
-    if len(ideas) < 3:
-        raise InvalidAIOutput(f"generate_ideas returned {len(ideas)} usable ideas, 3 are needed")
-    return ideas[:5]
-
-
-def build_article(reply: _ArticleReply) -> ArticleOut:
-    """An article from the model's markdown, meta fields trimmed to their limits."""
-    markdown = reply.markdown.strip() + "\n"
-    blocks = markdown_blocks(markdown)
-    sections = tuple(text for kind, text in blocks if kind == "h2")
-    if not sections:
-        raise InvalidAIOutput("generate_content returned markdown without any '## ' section")
-    title = " ".join(reply.title.split())
-    description = " ".join(reply.meta_description.split())
-    return ArticleOut(
-        title=title,
-        meta_title=clip(reply.meta_title, 60),
-        meta_description=description if len(description) <= 160 else clip(description, 156) + "...",
-        slug=slugify(reply.slug or title),
-        html=render_html(blocks),
-        markdown=markdown,
-        word_count=count_words(markdown),
-        sections=sections,
-    )
-
-
-def build_prompts(reply: _PromptsReply) -> list[ImagePromptOut]:
-    """Positions assigned here (0 featured, then 1..), at most 5 in-article prompts."""
-    prompts = [ImagePromptOut(kind="featured", position=0, prompt=reply.featured.strip())]
-    prompts += [ImagePromptOut(kind="in_article", position=n, prompt=p.prompt.strip(), section=p.section.strip())
-                for n, p in enumerate(reply.in_article[:5], start=1)]
-    return prompts
-
-
-Kind = Literal["h1", "h2", "h3", "p", "ul"]
-Block = tuple[Kind, str]
-_LEVELS: dict[int, Kind] = {1: "h1", 2: "h2", 3: "h3"}
-_HEADING = re.compile(r"^(#{1,3})\s+(.*?)\s*#*$")
-_LIST_ITEM = re.compile(r"^[-*]\s+")
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-
-
-def markdown_blocks(markdown: str) -> list[Block]:
-    """Headings (#, ##, ###), paragraphs and '- ' lists; a list's items are joined with newlines."""
-    blocks: list[Block] = []
-    paragraph: list[str] = []
-    items: list[str] = []
-    for raw in markdown.splitlines():
-        line = raw.strip()
-        heading = _HEADING.match(line)
-        if not line or heading:
-            blocks += _flush(paragraph, items)
-        if heading:
-            blocks.append((_LEVELS[len(heading.group(1))], heading.group(2)))
-        elif _LIST_ITEM.match(line):
-            blocks += _flush(paragraph, [])
-            items.append(_LIST_ITEM.sub("", line))
-        elif line:
-            blocks += _flush([], items)
-            paragraph.append(line)
-    return blocks + _flush(paragraph, items)
-
-
-def _flush(paragraph: list[str], items: list[str]) -> list[Block]:
-    """The pending paragraph and list as blocks; empties both lists."""
-    out: list[Block] = []
-    if paragraph:
-        out.append(("p", " ".join(paragraph)))
-    if items:
-        out.append(("ul", "\n".join(items)))
-    paragraph.clear()
-    items.clear()
-    return out
-
-
-def render_html(blocks: list[Block]) -> str:
-    """Escaped HTML, with **bold** as <strong>."""
-    def inline(text: str) -> str:
-        return _BOLD.sub(r"<strong>\1</strong>", html.escape(text))
-
-    parts = [f"<ul>{''.join(f'<li>{inline(i)}</li>' for i in text.split(chr(10)))}</ul>" if kind == "ul"
-             else f"<{kind}>{inline(text)}</{kind}>" for kind, text in blocks]
-    return "\n".join(parts) + "\n"
-
-
-def _b64(data: str) -> bytes:
-    try:
-        return base64.b64decode(data, validate=True)
-    except ValueError as exc:
-        raise InvalidAIOutput("generate_image: b64_json is not valid base64") from exc
-
-
-def as_png(raw: bytes) -> ImageOut:
-    """PNG bytes (converted with Pillow when the API sent another format) and the real size."""
-    try:
-        with Image.open(io.BytesIO(raw)) as image:
-            image.load()
-            if raw.startswith(PNG_MAGIC):
-                return ImageOut(png=raw, width=image.width, height=image.height)
-            out = io.BytesIO()
-            image.save(out, format="PNG")
-            return ImageOut(png=out.getvalue(), width=image.width, height=image.height)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidAIOutput(f"generate_image: the image could not be decoded ({exc})") from exc
 
 
 def retry_after(headers: Any) -> float | None:

@@ -1,4 +1,4 @@
-"""The seed's nine endpoints under /api/v1/automation/, plus credits and run detail.
+"""The seed's nine endpoints under /api/v1/automation/, plus credits, run detail and the stage catalogue.
 
 Write endpoints publish commands (the pipeline does the work); reads come from the database.
 Every id is checked against the caller's account: another account's site or run is a 404.
@@ -32,9 +32,12 @@ from producers.api.schemas import (
     RunAccepted,
     RunDetail,
     RunOut,
+    StageOut,
+    Stages,
 )
 from producers.client import AutomationClient
 from shared.accounts import get_or_create_config
+from shared.catalogue import LAST_STAGE, STAGES
 from shared.credits import estimate_for_site
 from shared.events import INT4_MAX, RUN_ID_PATTERN, PauseRun, ResumeRun, StartRun
 from shared.models import Account, AutomationRun, RunRejection, Site
@@ -232,7 +235,7 @@ async def history(site_id: SiteId, account: AccountDep, session: SessionDep,
 @router.get("/logs/", response_model=LogLines, responses={404: {"model": Refusal}})
 async def logs(run_id: RunId, account: AccountDep, session: SessionDep,
                lines: LogLineCount = 100,
-               stage: Annotated[int | None, Query(ge=1, le=7, description="One stage's log only.")] = None
+               stage: Annotated[int | None, Query(ge=1, le=LAST_STAGE, description="One stage's log only.")] = None
                ) -> LogLines:
     run = await run_or_404(session, account, run_id)
     return LogLines(run_id=run.run_id, stage=stage, lines=await queries.log_tail(session, run, lines, stage))
@@ -249,6 +252,13 @@ async def estimate(site_id: SiteId, request: Request, account: AccountDep, sessi
               "insufficient credits" if account.credits_balance < required else None)
     return Estimate(site_id=site.id, per_stage=result.per_stage, total=result.total, buffer=round(buffer - 1, 4),
                     required=required, balance=account.credits_balance, can_start=reason is None, reason=reason)
+
+
+@router.get("/stages", response_model=Stages, summary="The stage catalogue")
+async def stages(account: AccountDep) -> Stages:
+    """The pipeline's stages in order, as the consumers run them: names, what each takes and writes, default
+    batch sizes and credit rates (the dashboard names its stage cards, history and estimate from this)."""
+    return Stages(stages=[StageOut(**stage.describe()) for stage in STAGES])
 
 
 @router.get("/credits/", response_model=Credits)

@@ -52,6 +52,24 @@ class ConfigUpdate(BaseModel):
         return value
 
 
+class StageOut(BaseModel):
+    """One stage of the catalogue (`shared.catalogue`), as the consumers run it."""
+
+    number: int = Field(description="Its place in the pipeline, from 1.")
+    name: str = Field(description="What it turns into what, e.g. `keywords → clusters`.")
+    input: str = Field(description="What its batches take, plural.")
+    output: str = Field(description="What it writes, plural.")
+    default_batch_size: int | None = Field(description="Items per batch by default; null: the stage has no batches.")
+    ai_function: str | None = Field(description="The AI function it calls; null: none.")
+    credits: int = Field(description="Credits charged per `credits_per` items in.")
+    credits_per: int
+    seed_query: str = Field(description="Which rows it picks up, in words.")
+
+
+class Stages(BaseModel):
+    stages: list[StageOut] = Field(description="Every stage, in pipeline order.")
+
+
 class StageProgress(BaseModel):
     stage: int
     name: str

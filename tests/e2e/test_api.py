@@ -16,6 +16,7 @@ from automation.contract import asyncapi_document
 from producers.api.app import create_app
 from shared.accounts import create_account
 from shared.api_keys import create_api_key
+from shared.catalogue import STAGES
 from shared.models import AutomationConfig, AutomationRun
 from shared.settings import Settings
 from tests.e2e.conftest import api_server, fleet_with, wait_for
@@ -195,11 +196,29 @@ async def test_malformed_run_ids_are_refused_before_the_database(client, session
     assert (await client.get(f"{BASE}/runs/bad%00id", headers=key)).status_code == 422
 
 
+async def test_the_stage_catalogue_is_served_to_key_holders_and_documented(client, sessions):
+    assert (await client.get(f"{BASE}/stages")).status_code == 401
+    _, key = await new_account(sessions)
+    answer = await client.get(f"{BASE}/stages", headers=key)
+    assert answer.status_code == 200, answer.text
+    stages = answer.json()["stages"]
+    assert stages == [stage.describe() for stage in STAGES]
+    assert [s["number"] for s in stages] == [1, 2, 3, 4, 5, 6, 7]
+    assert stages[0] == {"number": 1, "name": "keywords → clusters", "input": "keywords", "output": "clusters",
+                         "default_batch_size": 20, "ai_function": "AutoCluster", "credits": 1, "credits_per": 5,
+                         "seed_query": "keywords with status 'new', no cluster, not disabled"}
+    assert stages[-1]["name"] == "review gate" and stages[-1]["default_batch_size"] is None
+    operation = (await client.get("/openapi.json")).json()["paths"][f"{BASE}/stages"]["get"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Stages"}
+    assert "401" in operation["responses"] and operation["security"] == [{"APIKeyHeader": []}]
+
+
 async def test_openapi_docs_and_asyncapi_are_served(client):
     assert (await client.get("/docs")).status_code == 200
     paths = (await client.get("/openapi.json")).json()["paths"]
     for name in ("config/", "update_config/", "run_now/", "current_run/", "pause/", "resume/", "history/", "logs/",
-                 "estimate/", "credits/", "runs/{run_id}"):
+                 "estimate/", "credits/", "runs/{run_id}", "stages"):
         assert f"{BASE}/{name}" in paths
     contract = (await client.get("/asyncapi.json")).json()
     assert contract["asyncapi"].startswith("3.") and "control" in contract["channels"]

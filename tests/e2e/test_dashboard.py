@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from shared.api_keys import create_api_key
+from shared.catalogue import STAGES
 from shared.settings import Settings
 from tests.e2e.conftest import api_server, fleet_with, wait_for
 
@@ -130,6 +131,9 @@ async def test_the_api_key_is_asked_once_and_kept_in_session_storage(page, serve
     await expect(page.locator("#pause")).to_be_disabled()
     await expect(page.locator("#resume")).to_be_disabled()
     await expect(page.locator(".stage-card")).to_have_count(7)
+    # the stage names come from the API's catalogue (GET /stages), not from the page
+    await expect(page.locator(".stage-card .stage-name")).to_have_text([s.name[0].upper() + s.name[1:] for s in STAGES])
+    await expect(page.locator("#run-log-stage option")).to_have_count(len(STAGES) + 1)
 
     await page.reload()  # same tab: the key is not asked again
     await expect(page.locator("#app")).to_be_visible()

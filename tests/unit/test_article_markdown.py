@@ -8,9 +8,9 @@ import re
 
 from markdown_it import MarkdownIt
 
+from ai.article_render import Block, render_markdown
 from ai.base import IdeaIn, OutlineSection
 from ai.local import LocalProvider
-from ai.local_text import Block, render_markdown
 
 HOSTILE = "**bold** [x](javascript:alert(1)) <script>"
 MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])  # raw HTML on, as many renderers have it

@@ -26,7 +26,8 @@ from ai.base import (
     KeywordIn,
 )
 from ai.local import LocalProvider
-from ai.local_text import CONTENT_TYPES, sentence_subject
+from ai.local_ideas import CONTENT_TYPES
+from ai.local_text import sentence_subject
 from shared.demo_data import DEMO_TOPICS, demo_keywords
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -22,7 +22,8 @@ from ai.base import (
     OutlineSection,
     TransientAIError,
 )
-from ai.openai_provider import OpenAIProvider, markdown_blocks, retry_after
+from ai.openai_provider import OpenAIProvider, retry_after
+from ai.openai_replies import markdown_blocks
 from shared.settings import Settings
 from tests.openai_stub import CHAT, IMAGES, Fault, OpenAIStub
 
