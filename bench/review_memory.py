@@ -59,18 +59,17 @@ async def child(database_url: str, run_id: str, workdir: str) -> None:
     from shared.events import RequestStage
     from shared.models import AutomationRun
     from shared.outbox import OutboxRelay
-    from shared.topology import Topology
 
     class Unpublished:
-        """The broker's part is not measured: the relay reads, encodes and hands over each event."""
+        """The broker's part is not measured: the relay reads and hands over each event."""
 
-        async def publish(self, body: bytes, **_options: object) -> None:
+        async def send(self, routing_key: str, payload: object) -> None:
             pass
 
     settings = get_settings().model_copy(update={"database_url": database_url})
     engine = make_engine(settings, pool_size=2, pre_ping=False)
     sessions = make_sessionmaker(engine)
-    relay = OutboxRelay(sessions, Unpublished(), Topology(settings.queue_prefix), 1.0)  # type: ignore[arg-type]
+    relay = OutboxRelay(sessions, Unpublished(), 1.0)
     async with sessions() as session:  # connect and warm up before the baseline
         await session.scalar(select(AutomationRun.status).where(AutomationRun.run_id == run_id))
     deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(Path(workdir)),

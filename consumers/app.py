@@ -1,10 +1,10 @@
 """Composition root of a consumer process: `automation consume control|stage1..stage7`.
 
-It builds the broker, engine and relay from settings at start-up, subscribes the process's
-queues, and hands each message to the plain functions that hold the logic. The handlers count
-each message and time each batch here (`shared.metrics`), so the logic stays free of metrics;
-with `AUTOMATION_METRICS_PORT` set, the process serves /metrics, /healthz and /readyz
-(`shared.health`).
+It builds the broker, engine, relay and the handlers' `Deps` from settings when the process starts,
+subscribes the process's queues, and hands each message, with the `Deps` FastStream injects from the
+app's context, to the plain functions that hold the logic. The handlers count each message and time
+each batch here (`shared.metrics`), so the logic stays free of metrics; with `AUTOMATION_METRICS_PORT`
+set, the process serves /metrics, /healthz and /readyz (`shared.health`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import asyncio
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Annotated
 
-from faststream import FastStream
+from faststream import Context, FastStream
+from faststream.context import ContextRepo
 from faststream.rabbit import Channel, RabbitBroker
 
 from ai import make_provider
@@ -32,9 +33,10 @@ from shared.catalogue import STAGE_NUMBERS
 from shared.db import make_engine, make_sessionmaker
 from shared.events import ControlCommand, PauseRun, ProcessBatch, ResumeRun, StagePlanTrigger
 from shared.health import broker_check, database_check, ops_server
-from shared.messaging import FailureRouter, PoisonMessage, make_broker
+from shared.messaging import FAILURES, FailureRouter, PoisonMessage, make_broker
 from shared.metrics import BATCH_SECONDS, PIPELINE_STATE, REGISTRY, counted
 from shared.outbox import OutboxRelay
+from shared.publishers import declare_publishers
 from shared.settings import Settings
 from shared.topology import Topology, declare_topology
 
@@ -47,104 +49,114 @@ PROCESSES = ("control", *(f"stage{n}" for n in STAGE_NUMBERS))
 PREFETCH_PER_SLOT = 2
 
 
-@dataclass
-class ProcessState:
-    """What start-up builds; handlers read it."""
-
-    deps: Deps | None = None
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-    @property
-    def ready(self) -> Deps:
-        assert self.deps is not None, "process not started"
-        return self.deps
+# The FastStream context key of the process's `Deps`; handlers take them as a `ProcessDeps` parameter.
+DEPS = "deps"
+ProcessDeps = Annotated[Deps, Context(DEPS)]
 
 
-def subscribe_control(broker: RabbitBroker, topology: Topology, state: ProcessState, concurrency: int) -> None:
-    @broker.subscriber(topology.control_queue(), channel=Channel(prefetch_count=concurrency),
-                       title="control", description="run.start, run.pause and run.resume commands.")
-    async def on_control(command: ControlCommand) -> None:
+def subscribe_control(broker: RabbitBroker, topology: Topology, concurrency: int) -> None:
+    queue = topology.control_queue()
+
+    @broker.subscriber(topology.consumed(queue), channel=Channel(prefetch_count=concurrency), title="control",
+                       description=f"Run commands; the queue is bound to {', '.join(topology.keys_of(queue))}.")
+    async def on_control(command: ControlCommand, deps: ProcessDeps) -> None:
         with counted("control", "command"):
             if isinstance(command, PauseRun):
-                await run_control.pause_run(state.ready, command)
+                await run_control.pause_run(deps, command)
             elif isinstance(command, ResumeRun):
-                await run_control.resume_run(state.ready, command)
+                await run_control.resume_run(deps, command)
             else:
-                await run_control.start_run(state.ready, command)
+                await run_control.start_run(deps, command)
 
 
-def subscribe_stage(broker: RabbitBroker, topology: Topology, state: ProcessState, stage: int,
-                    concurrency: int) -> None:
-    @broker.subscriber(topology.plan_queue(stage), channel=Channel(prefetch_count=2),
-                       title=f"stage{stage}.plan",
-                       description=f"Plans stage {stage} when stage {stage - 1} completes or it is requested.")
-    async def on_plan(trigger: StagePlanTrigger) -> None:
+def subscribe_stage(broker: RabbitBroker, topology: Topology, stage: int, concurrency: int) -> None:
+    plan = topology.plan_queue(stage)
+
+    @broker.subscriber(topology.consumed(plan), channel=Channel(prefetch_count=2), title=f"stage{stage}.plan",
+                       description=f"Plans stage {stage}; the queue is bound to {', '.join(topology.keys_of(plan))}.")
+    async def on_plan(trigger: StagePlanTrigger, deps: ProcessDeps) -> None:
         with counted(str(stage), "plan"):
             if stage == 7:
-                await complete_run(state.ready, trigger)
+                await complete_run(deps, trigger)
             else:
-                await plan_batches(state.ready, trigger, STAGE_WORK[stage])
+                await plan_batches(deps, trigger, STAGE_WORK[stage])
 
     if stage == 7:
         return
 
     slots = asyncio.Semaphore(concurrency)
+    batch = topology.batch_queue(stage)
 
-    @broker.subscriber(topology.batch_queue(stage), channel=Channel(prefetch_count=concurrency * PREFETCH_PER_SLOT),
-                       title=f"stage{stage}.batch", description=f"Processes one batch of stage {stage}.")
-    async def on_batch(command: ProcessBatch) -> None:
+    @broker.subscriber(topology.consumed(batch), channel=Channel(prefetch_count=concurrency * PREFETCH_PER_SLOT),
+                       title=f"stage{stage}.batch",
+                       description=f"Processes one batch of stage {stage}; the queue is bound to "
+                                   f"{', '.join(topology.keys_of(batch))}.")
+    async def on_batch(command: ProcessBatch, deps: ProcessDeps) -> None:
         async with slots:
             with counted(str(stage), "batch"):
                 if command.stage != stage:
                     raise PoisonMessage(f"{command.type} does not belong to stage {stage}")
                 with BATCH_SECONDS.labels(str(stage)).time():
-                    await process_batch(state.ready, command, STAGE_WORK[stage])
+                    await process_batch(deps, command, STAGE_WORK[stage])
+
+
+def subscribe(broker: RabbitBroker, topology: Topology, process: str, concurrency: int) -> None:
+    """Subscribe the handlers of one consumer process (`control`, `stage1` ... `stage7`)."""
+    if process not in PROCESSES:
+        raise ValueError(f"unknown process {process!r}; expected one of {', '.join(PROCESSES)}")
+    if process == "control":
+        subscribe_control(broker, topology, concurrency)
+    else:
+        subscribe_stage(broker, topology, int(process.removeprefix("stage")), concurrency)
+
+
+def consumer_context(deps: Deps, broker: RabbitBroker, topology: Topology) -> ContextRepo:
+    """The FastStream context of a consumer: the `Deps` its handlers take, and the failure routing its
+    failure middleware uses, whose last resort fails the message's run and whose retries are logged."""
+    failures = FailureRouter(deps.settings, topology, broker,
+                             on_exhausted=partial(run_control.fail_run_for_message, deps),
+                             on_retry=partial(run_control.log_retry, deps))
+    return ContextRepo({DEPS: deps, FAILURES: failures})
 
 
 def build_app(process: str, settings: Settings, concurrency: int | None = None) -> FastStream:
-    """The FastStream app of one consumer process."""
-    if process not in PROCESSES:
-        raise ValueError(f"unknown process {process!r}; expected one of {', '.join(PROCESSES)}")
+    """The FastStream app of one consumer process, built in dependency order: the broker and its
+    subscribers, the relay over the broker's declared publishers, the `Deps`, then the app with its
+    context. At start the topology is declared before the subscribers attach to their queues."""
     concurrency = concurrency or settings.concurrency
     topology = Topology.from_settings(settings)
-    router = FailureRouter(settings, topology)
-    broker = make_broker(settings, router, registry=REGISTRY, app_name=process, graceful_timeout=30.0)
-    state = ProcessState()
-    if process == "control":
-        subscribe_control(broker, topology, state, concurrency)
-    else:
-        subscribe_stage(broker, topology, state, int(process.removeprefix("stage")), concurrency)
-    app = FastStream(broker)
+    broker = make_broker(settings, registry=REGISTRY, app_name=process, graceful_timeout=30.0)
+    subscribe(broker, topology, process, concurrency)
     engine = make_engine(settings, pool_size=settings.db_pool_size, pre_ping=False)
     sessions = make_sessionmaker(engine)
-    relay = OutboxRelay(sessions, broker, topology, settings.outbox_poll_seconds)
+    relay = OutboxRelay(sessions, declare_publishers(broker, topology), settings.outbox_poll_seconds)
+    deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
+                provider=make_provider(settings), relay=relay,
+                worker_id=f"{process}@{socket.gethostname()}:{os.getpid()}")
+    app = FastStream(broker, context=consumer_context(deps, broker, topology))
     ops = ops_server(settings, {"database": database_check(engine), "broker": broker_check(broker)})
+    tasks: list[asyncio.Task[None]] = []
 
     @app.on_startup
-    async def build_deps() -> None:
+    async def declare() -> None:
         if ops is not None:  # up before the broker, so /readyz can say it is not connected yet
             await ops.start()
-        state.deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
-                          provider=make_provider(settings), relay=relay,
-                          worker_id=f"{process}@{socket.gethostname()}:{os.getpid()}")
-        router.on_exhausted = lambda payload, reason: run_control.fail_run_for_message(state.ready, payload, reason)
-        router.on_retry = lambda payload, attempt, delay, reason: run_control.log_retry(
-            state.ready, payload, attempt, delay, reason)
+        await broker.connect()
+        await declare_topology(broker, topology)  # the subscribers' queues are passive: they must exist
 
     @app.after_startup
     async def start_relay() -> None:
-        await declare_topology(broker, topology)
-        state.tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+        tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
         if process == "control":
-            state.tasks.append(asyncio.create_task(watch_forever(state.ready), name="watchdog"))
+            tasks.append(asyncio.create_task(watch_forever(deps), name="watchdog"))
             if ops is not None:  # only control (and the API) reads the pipeline state for the gauges
-                state.tasks.append(asyncio.create_task(
+                tasks.append(asyncio.create_task(
                     PIPELINE_STATE.refresh_forever(sessions, settings.metrics_refresh_seconds), name="metrics"))
         log.info("%s consuming (concurrency %d)", process, concurrency)
 
     @app.after_shutdown
     async def stop() -> None:
-        for task in state.tasks:
+        for task in tasks:
             task.cancel()
         if ops is not None:
             await ops.stop()

@@ -47,7 +47,7 @@ class Message(BaseModel):
 
     def routing_key(self) -> str:
         """The topic routing key this message is published with."""
-        return str(self.type)
+        return str(getattr(self, "type"))  # noqa: B009 - declared by each concrete message, not the base
 
 
 # --- commands -------------------------------------------------------------------------
@@ -93,7 +93,7 @@ class RequestStage(Message):
 
     @classmethod
     def for_stage(cls, run_id: str, stage: int) -> RequestStage:
-        return cls(type=f"stage.{stage}.requested", run_id=run_id)  # type: ignore[arg-type]
+        return cls(type=f"stage.{stage}.requested", run_id=run_id)
 
 
 class ProcessBatch(Message):
@@ -110,7 +110,7 @@ class ProcessBatch(Message):
 
     @classmethod
     def for_stage(cls, run_id: str, stage: int, batch_id: int) -> ProcessBatch:
-        return cls(type=f"stage.{stage}.batch", run_id=run_id, batch_id=batch_id)  # type: ignore[arg-type]
+        return cls(type=f"stage.{stage}.batch", run_id=run_id, batch_id=batch_id)
 
 
 # --- events ---------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class StageCompleted(Message):
 
     @classmethod
     def for_stage(cls, run_id: str, stage: int, result: dict[str, Any]) -> StageCompleted:
-        return cls(type=f"stage.{stage}.completed", run_id=run_id, result=result)  # type: ignore[arg-type]
+        return cls(type=f"stage.{stage}.completed", run_id=run_id, result=result)
 
 
 class RunRejected(Message):

@@ -39,6 +39,9 @@ from shared.topology import ATTEMPT_HEADER, RETRY_TIER_HEADER, Topology
 
 log = logging.getLogger("automation.messaging")
 
+# The FastStream context key under which a consumer process puts its `FailureRouter`.
+FAILURES = "failures"
+
 ExhaustedHook = Callable[[dict[str, Any], str], Awaitable[None]]
 RetryHook = Callable[[dict[str, Any], int, float, str], Awaitable[None]]
 
@@ -92,14 +95,20 @@ def describe(error: BaseException) -> str:
 
 
 class FailureRouter:
-    """Decides what happens to a message whose handler raised."""
+    """Decides what happens to a message whose handler raised.
 
-    def __init__(self, settings: Settings, topology: Topology) -> None:
+    A consumer process builds it after its broker and hands it to the failure middleware through the
+    FastStream context (`FAILURES`, read by `FailureMiddleware`), with its hooks: `on_exhausted` fails
+    the message's run, `on_retry` writes the retry into the run's log.
+    """
+
+    def __init__(self, settings: Settings, topology: Topology, broker: RabbitBroker, *,
+                 on_exhausted: ExhaustedHook | None = None, on_retry: RetryHook | None = None) -> None:
         self.settings = settings
         self.topology = topology
-        self.broker: RabbitBroker | None = None
-        self.on_exhausted: ExhaustedHook | None = None
-        self.on_retry: RetryHook | None = None
+        self.broker = broker
+        self.on_exhausted = on_exhausted
+        self.on_retry = on_retry
 
     def backoff_seconds(self, attempt: int) -> tuple[int, float]:
         """(delay tier, jittered seconds) for the retry after `attempt` failed tries."""
@@ -108,7 +117,6 @@ class FailureRouter:
         return tier, tiers[tier] * random.uniform(0.8, 1.2)
 
     async def dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
-        assert self.broker is not None
         headers = dict(message.headers or {})
         headers.update({"x-dead-letter-reason": reason[:1000], "x-original-routing-key": message.routing_key or ""})
         await self.broker.publish(message.body, exchange=self.topology.dead_letter_exchange,
@@ -118,8 +126,7 @@ class FailureRouter:
 
     async def retry(self, message: AbstractIncomingMessage, error: BaseException) -> None:
         """Send the message to the delay tier of its attempt, or dead-letter it after the last one."""
-        assert self.broker is not None
-        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1) or 1)  # type: ignore[call-overload]
+        attempt = int(str((message.headers or {}).get(ATTEMPT_HEADER, 1) or 1))
         reason = describe(error)
         if attempt >= self.settings.max_attempts:
             await self.give_up(message, f"gave up after {attempt} attempts: {reason}")
@@ -174,27 +181,28 @@ def _payload(message: AbstractIncomingMessage) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
-def failure_middleware(router: FailureRouter) -> type[BaseMiddleware]:
-    """A broker middleware class bound to `router` (FastStream builds one per message)."""
+class FailureMiddleware(BaseMiddleware):
+    """Routes a message whose handler raised through the `FailureRouter` in the FastStream context
+    (key `FAILURES`); the original delivery is then acknowledged. A broker without one in its
+    context (the client's, the scheduler's: they only publish) leaves errors to FastStream."""
 
-    class FailureMiddleware(BaseMiddleware):
-        async def after_processed(self, exc_type: type[BaseException] | None = None,
-                                  exc_val: BaseException | None = None,
-                                  exc_tb: TracebackType | None = None) -> bool | None:
-            if exc_val is None or not isinstance(exc_val, Exception):
-                return False
-            raw: AbstractIncomingMessage = self.msg  # type: ignore[assignment]
-            await router.route(raw, exc_val)
-            return True  # handled: the original delivery is acknowledged
+    async def after_processed(self, exc_type: type[BaseException] | None = None,
+                              exc_val: BaseException | None = None,
+                              exc_tb: TracebackType | None = None) -> bool | None:
+        if exc_val is None or not isinstance(exc_val, Exception):
+            return False
+        router: FailureRouter | None = self.context.get(FAILURES)
+        if router is None:
+            return False
+        raw: AbstractIncomingMessage = self.msg  # type: ignore[assignment]
+        await router.route(raw, exc_val)
+        return True  # handled: the original delivery is acknowledged
 
-    return FailureMiddleware
 
-
-def make_broker(settings: Settings, router: FailureRouter | None = None, *,
-                registry: CollectorRegistry | None = None, app_name: str = "automation",
+def make_broker(settings: Settings, *, registry: CollectorRegistry | None = None, app_name: str = "automation",
                 **kwargs: Any) -> RabbitBroker:
-    """A broker wired with the failure routing (the router learns its broker here) and, given a
-    Prometheus `registry`, FastStream's metrics (`faststream_*`, labelled `app_name`).
+    """A broker with the failure middleware (acting once a `FailureRouter` is in its context) and,
+    given a Prometheus `registry`, FastStream's metrics (`faststream_*`, labelled `app_name`).
 
     Failures are still counted although the failure middleware swallows them: the Prometheus
     middleware counts in its `consume_scope`, which wraps the handler call and sees the exception
@@ -203,12 +211,7 @@ def make_broker(settings: Settings, router: FailureRouter | None = None, *,
     The failure middleware stays first, the outermost, so this holds even if it ever moves into
     `consume_scope` (pinned by `tests/unit/test_metrics.py`).
     """
-    middlewares: list[Any] = []
-    if router is not None:
-        middlewares.append(failure_middleware(router))
+    middlewares: list[Any] = [FailureMiddleware]
     if registry is not None:
         middlewares.append(RabbitPrometheusMiddleware(registry=registry, app_name=app_name))
-    broker = RabbitBroker(settings.amqp_url, middlewares=middlewares, log_level=logging.DEBUG, **kwargs)
-    if router is not None:
-        router.broker = broker
-    return broker
+    return RabbitBroker(settings.amqp_url, middlewares=middlewares, log_level=logging.DEBUG, **kwargs)

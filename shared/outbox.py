@@ -1,5 +1,8 @@
 """Transactional outbox: events are rows written with the change, relayed with publisher confirms.
 
+The rows hold validated models dumped to JSON; the relay sends each through the declared publisher
+of its routing key (`shared.publishers`), which returns once the broker confirmed it.
+
 A row is deleted only after the broker confirmed it, inside the transaction that holds
 its row lock, so a crash can cause a re-send (consumers are idempotent) but never a loss.
 """
@@ -10,14 +13,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Mapping
+from typing import Protocol
 
-from faststream.rabbit import RabbitBroker
 from sqlalchemy import delete, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.events import Message
 from shared.models import OutboxMessage
-from shared.topology import Topology
 
 log = logging.getLogger("automation.outbox")
 RELAY_CHUNK = 500
@@ -30,28 +33,18 @@ def add_events(session: AsyncSession, *events: Message) -> None:
                                   payload=json.loads(message.model_dump_json())))
 
 
-async def publish(broker: RabbitBroker, topology: Topology, routing_key: str, payload: dict[str, object],
-                  headers: dict[str, object] | None = None) -> None:
-    """Publish one persistent JSON message and wait for the broker's confirm."""
-    await broker.publish(
-        json.dumps(payload).encode(),
-        exchange=topology.exchange,
-        routing_key=routing_key,
-        persist=True,
-        content_type="application/json",
-        message_id=str(payload.get("event_id", "")) or None,
-        headers=headers,
-    )
+class Sender(Protocol):
+    """Where the relay publishes: the declared publishers of its broker (`shared.publishers`)."""
+
+    async def send(self, routing_key: str, payload: Mapping[str, object]) -> None: ...
 
 
 class OutboxRelay:
     """Sends unsent outbox rows. `wake()` after a commit; `run()` also sweeps periodically."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], broker: RabbitBroker, topology: Topology,
-                 poll_seconds: float) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], sender: Sender, poll_seconds: float) -> None:
         self.sessions = sessions
-        self.broker = broker
-        self.topology = topology
+        self.sender = sender
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self.sent = 0
@@ -75,8 +68,7 @@ class OutboxRelay:
                 )).all()
                 if not rows:
                     return total
-                await asyncio.gather(*(publish(self.broker, self.topology, r.routing_key, r.payload)
-                                       for r in rows))
+                await asyncio.gather(*(self.sender.send(r.routing_key, r.payload) for r in rows))
                 await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows])))
             total += len(rows)
             self.sent += len(rows)

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.events import Message
 from shared.messaging import make_broker
-from shared.outbox import publish
+from shared.publishers import declare_publishers
 from shared.settings import Settings
 from shared.topology import Topology, declare_topology
 
@@ -24,6 +24,7 @@ class Publisher:
         """`registry`: count the published messages there (FastStream's `faststream_published_*`)."""
         self.topology = Topology.from_settings(settings)
         self.broker = make_broker(settings, registry=registry, app_name=app_name)
+        self.publishers = declare_publishers(self.broker, self.topology)
 
     async def __aenter__(self) -> Self:
         await self.broker.start()
@@ -36,7 +37,7 @@ class Publisher:
 
     async def send(self, command: Message) -> Message:
         """Publish any contract message (validated by its model) and wait for the confirm."""
-        await publish(self.broker, self.topology, command.routing_key(), command.model_dump(mode="json"))
+        await self.publishers.send(command.routing_key(), command.model_dump(mode="json"))
         return command
 
     async def control_consumers(self) -> int:

@@ -59,6 +59,21 @@ class Topology:
             arguments={"x-dead-letter-exchange": self.dead_letter_exchange.name},
         )
 
+    @staticmethod
+    def consumed(queue: RabbitQueue) -> RabbitQueue:
+        """`queue` as its subscriber names it: passive (`declare=False`, aio-pika's `passive=True`), so
+        `declare_topology` is the one place that declares it, with its dead-letter arguments, and binds it.
+
+        Without the arguments on purpose: FastStream's declarer caches queues by name and arguments but
+        not by channel, so an equal queue would be handed the object `declare_topology` declared on the
+        default channel, and consumed there without the subscriber's own channel and prefetch.
+        """
+        return RabbitQueue(queue.name, declare=False)
+
+    def keys_of(self, queue: RabbitQueue) -> list[str]:
+        """The routing keys `queue` is bound to."""
+        return [key for bound, key in self.bindings() if bound.name == queue.name]
+
     def control_queue(self) -> RabbitQueue:
         return self._queue("control")
 
@@ -92,7 +107,8 @@ class Topology:
 
 
 async def declare_topology(broker: RabbitBroker, topology: Topology) -> None:
-    """Declare exchanges, queues and bindings; idempotent, run by every process at start."""
+    """Declare exchanges, queues and bindings; idempotent, run by every process at start (a consumer
+    before its subscribers attach to their queues). The only place queues are declared and bound."""
     exchange = await broker.declare_exchange(topology.exchange)
     dlx = await broker.declare_exchange(topology.dead_letter_exchange)
     dead = await broker.declare_queue(topology.dead_letter_queue)

@@ -1,26 +1,45 @@
-"""An in-memory message bus for integration tests: it drains the outbox and calls the same
-handler functions the consumers call, so stage logic is tested against the real database
-without a broker (the end-to-end tests cover the broker)."""
+"""The consumers' real subscribers on FastStream's in-memory broker, for the integration tests.
+
+`Bus` builds one broker with the subscribers of every consumer process as `consumers.app` builds
+them (handlers, stage check, failure middleware, the `Deps` and failure routing in the FastStream
+context) and the declared publishers; the real outbox relay publishes into it. The in-memory broker
+has no queues, so the bus plays RabbitMQ's part: a subscriber on each exchange records what is
+published; a message on the events exchange is queued for every queue `declare_topology` binds to its
+key, and `pump` hands the queued messages, first in first out, to the subscriber of their queue until
+the outbox and the queues are empty. A retry the failure middleware sends to the retry exchange comes
+back once the queues are empty (its delay queue expiring, without the wait), so the attempts run out
+as they would; dead letters are recorded. A handler that raises fails the pump or delivery with its
+exception, once the failure middleware has routed it, unless the test expects failures
+(`allow_failures=True`) and asserts on `retried` and `dead_lettered` itself.
+The end-to-end tests run the same subscribers on RabbitMQ, with the real delays.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections import deque
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Self
 
+from aio_pika.abc import AbstractIncomingMessage
+from faststream import BaseMiddleware, FastStream
+from faststream.rabbit import RabbitExchange, RabbitQueue, TestRabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
+from faststream.rabbit.testing import apply_pattern
 from sqlalchemy import delete
 
-from consumers import run_control
-from consumers.batches import process_batch
+from consumers.app import PROCESSES, consumer_context, subscribe
 from consumers.deps import Deps
-from consumers.planning import plan_stage
-from consumers.registry import STAGE_WORK
-from consumers.stage7_review import complete_run
-from shared.events import PauseRun, ProcessBatch, RequestStage, ResumeRun, StageCompleted, StartRun, planned_stage
+from shared.messaging import describe, make_broker
 from shared.models import OutboxMessage
-from shared.outbox import add_events
+from shared.outbox import OutboxRelay, add_events
+from shared.publishers import declare_publishers
+from shared.topology import ATTEMPT_HEADER, Topology
 
 
 async def drain_outbox(deps: Deps) -> list[tuple[str, dict[str, Any]]]:
-    """Take every pending outbox message (oldest first)."""
+    """Take every pending outbox message (oldest first) without publishing it."""
     async with deps.sessions() as session, session.begin():
         rows = (await session.execute(
             delete(OutboxMessage).returning(OutboxMessage.id, OutboxMessage.routing_key, OutboxMessage.payload)
@@ -28,45 +47,157 @@ async def drain_outbox(deps: Deps) -> list[tuple[str, dict[str, Any]]]:
     return [(r.routing_key, r.payload) for r in sorted(rows)]
 
 
-async def dispatch(deps: Deps, key: str, payload: dict[str, Any]) -> None:
-    """Deliver one message the way the consumer processes would."""
-    if key == "run.start":
-        await run_control.start_run(deps, StartRun.model_validate(payload))
-    elif key == "run.pause":
-        await run_control.pause_run(deps, PauseRun.model_validate(payload))
-    elif key == "run.resume":
-        await run_control.resume_run(deps, ResumeRun.model_validate(payload))
-    elif key.endswith(".batch"):
-        command = ProcessBatch.model_validate(payload)
-        await process_batch(deps, command, STAGE_WORK[command.stage])
-    elif key.startswith("stage.") and key.endswith((".requested", ".completed")):
-        trigger = RequestStage.model_validate(payload) if key.endswith(".requested") \
-            else StageCompleted.model_validate(payload)
-        stage = planned_stage(trigger)
-        if stage == 7:
-            await complete_run(deps, trigger)
-        elif stage < 7:
-            await plan_stage(deps, trigger, STAGE_WORK[stage])
+@dataclass(frozen=True)
+class Failure:
+    """A message the failure middleware sent to the retry or the dead-letter exchange."""
+
+    key: str
+    payload: dict[str, Any]
+    headers: dict[str, Any]
+
+    @property
+    def reason(self) -> str:
+        """Why it was dead-lettered (a retry says which attempt comes next)."""
+        return str(self.headers.get("x-dead-letter-reason") or f"attempt {self.headers.get(ATTEMPT_HEADER)}")
+
+
+class UnexpectedFailure(AssertionError):
+    """A handler raised where the test expected no failure (its message was retried or dead-lettered)."""
+
+
+_OPEN: list[Bus] = []
+
+
+async def close_buses() -> None:
+    """Stop every bus still running (the integration tests' autouse fixture calls this after each test)."""
+    while _OPEN:
+        await _OPEN.pop().close()
 
 
 class Bus:
-    """Pumps messages until none are left; keeps every message seen, for assertions."""
+    """Pumps messages through the real subscribers until none are left; keeps every message published
+    (`seen`), retried (`retried`) and dead-lettered (`dead_lettered`), for assertions."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        self.topology = Topology.from_settings(deps.settings)
+        self.broker = make_broker(deps.settings)
+        self.errors: list[Exception] = []
+        self.broker.add_middleware(self._observer())  # inside the failure middleware, which stays outermost
+        for process in PROCESSES:
+            subscribe(self.broker, self.topology, process, 1)
+        self.consumers = {sub.queue.name: sub for sub in self.broker.subscribers}
+        self.publishers = declare_publishers(self.broker, self.topology)
+        self.relay = OutboxRelay(deps.sessions, self.publishers, deps.settings.outbox_poll_seconds)
+        FastStream(self.broker, context=consumer_context(deps, self.broker, self.topology))
+        self.bindings = [(queue.name, key) for queue, key in self.topology.bindings()]
         self.seen: list[tuple[str, dict[str, Any]]] = []
+        self.retried: list[Failure] = []
+        self.dead_lettered: list[Failure] = []
+        self.queued: deque[tuple[str, AbstractIncomingMessage]] = deque()
+        self.delayed: list[AbstractIncomingMessage] = []
+        self._tap(self.topology.exchange, self._published)
+        self._tap(self.topology.retry_exchange, self._retried)
+        self._tap(self.topology.dead_letter_exchange, self._dead_lettered)
+        self._running: AsyncExitStack | None = None
+
+    def _observer(self) -> type[BaseMiddleware]:
+        """A middleware that only notes what a handler raised, so an unexpected failure fails the test
+        with its own traceback (the failure middleware, outside it, then routes it as it would)."""
+        errors = self.errors
+
+        class ErrorObserver(BaseMiddleware):
+            async def after_processed(self, exc_type: type[BaseException] | None = None,
+                                      exc_val: BaseException | None = None, exc_tb: Any = None) -> bool:
+                if isinstance(exc_val, Exception):
+                    errors.append(exc_val)
+                return False
+
+        return ErrorObserver
+
+    def _tap(self, exchange: RabbitExchange, record: Any) -> None:
+        """A subscriber taking everything published on `exchange` (a headers exchange ignores the key)."""
+
+        async def tap(body: Any, message: RabbitMessage) -> None:
+            record(message.raw_message)
+
+        self.broker.subscriber(RabbitQueue(f"{exchange.name}.bus-tap", routing_key="#"), exchange=exchange)(tap)
+
+    def _published(self, raw: AbstractIncomingMessage) -> None:
+        self.seen.append((raw.routing_key or "", json.loads(raw.body)))
+        self._route(raw)
+
+    def _route(self, raw: AbstractIncomingMessage) -> None:
+        """Queue `raw` for every queue bound to its routing key, as the topic exchange would."""
+        queues = dict.fromkeys(name for name, key in self.bindings if apply_pattern(key, raw.routing_key or ""))
+        self.queued.extend((name, raw) for name in queues)
+
+    def _retried(self, raw: AbstractIncomingMessage) -> None:
+        self.retried.append(Failure(raw.routing_key or "", json.loads(raw.body), dict(raw.headers or {})))
+        self.delayed.append(raw)
+
+    def _dead_lettered(self, raw: AbstractIncomingMessage) -> None:
+        self.dead_lettered.append(Failure(raw.routing_key or "", json.loads(raw.body), dict(raw.headers or {})))
+
+    async def start(self) -> None:
+        """Start the in-memory broker (once; `pump` and `deliver` do it when needed)."""
+        if self._running is None:
+            self._running = AsyncExitStack()
+            await self._running.enter_async_context(TestRabbitBroker(self.broker))
+            _OPEN.append(self)
+
+    async def close(self) -> None:
+        if self._running is not None:
+            running, self._running = self._running, None
+            await running.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def _consume(self, queue: str, raw: AbstractIncomingMessage, allow_failures: bool) -> None:
+        """Hand one message to the subscriber of `queue`, through its middleware."""
+        errors = len(self.errors)
+        await self.consumers[queue].process_message(raw)
+        if not allow_failures and len(self.errors) > errors:
+            error = self.errors[-1]
+            raise UnexpectedFailure(f"{raw.routing_key} failed in {queue}: {describe(error)}") from error
 
     async def send(self, *commands: Any) -> None:
+        """Write messages to the outbox, as a handler's transaction does."""
         async with self.deps.sessions() as session, session.begin():
             add_events(session, *commands)
 
-    async def pump(self, duplicate_batches: bool = False) -> None:
-        while messages := await drain_outbox(self.deps):
-            for key, payload in messages:
-                self.seen.append((key, payload))
-                await dispatch(self.deps, key, payload)
-                if duplicate_batches and key.endswith(".batch"):
-                    await dispatch(self.deps, key, payload)
+    async def deliver(self, key: str, payload: dict[str, Any], allow_failures: bool = False) -> None:
+        """Publish one message on the events exchange and consume it from every queue bound to its key
+        now, leaving what is already queued (and what its handlers emit) where it is."""
+        await self.start()
+        already = len(self.queued)
+        await self.publishers.send(key, payload)
+        arrived = [self.queued.pop() for _ in range(len(self.queued) - already)]
+        for queue, raw in reversed(arrived):
+            await self._consume(queue, raw, allow_failures)
+
+    async def pump(self, duplicate_batches: bool = False, allow_failures: bool = False) -> None:
+        """Relay the outbox and consume the queues until both are empty; with `duplicate_batches`,
+        every batch message is consumed twice."""
+        await self.start()
+        while True:
+            if not self.queued:
+                await self.relay.flush()
+            if not self.queued and self.delayed:  # the delay queues expire into the events exchange
+                for raw in self.delayed:
+                    self._route(raw)
+                self.delayed.clear()
+            if not self.queued:
+                return
+            queue, raw = self.queued.popleft()
+            await self._consume(queue, raw, allow_failures)
+            if duplicate_batches and (raw.routing_key or "").endswith(".batch"):
+                await self._consume(queue, raw, allow_failures)
 
     def keys(self, prefix: str) -> list[dict[str, Any]]:
         return [p for k, p in self.seen if k.startswith(prefix)]

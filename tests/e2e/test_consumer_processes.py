@@ -16,7 +16,6 @@ from producers.client import AutomationClient
 from shared.automation_logger import run_log_dir
 from shared.events import ProcessBatch, StartRun
 from shared.models import AutomationRun, StageBatch
-from shared.outbox import publish
 from shared.settings import Settings
 from shared.topology import Topology
 from tests.e2e.conftest import wait_for
@@ -116,7 +115,7 @@ async def test_publishing_every_batch_message_again_changes_nothing(completed_ru
     async with AutomationClient(e2e_settings) as client:
         for batch_id, stage in batches:
             command = ProcessBatch.for_stage(run.run_id, stage, batch_id)
-            await publish(client.broker, topology, command.routing_key(), command.model_dump(mode="json"))
+            await client.send(command)
 
     async def drained() -> bool:
         depths = [await queue_depth(e2e_settings, topology.batch_queue(n).name) for n in range(1, 7)]

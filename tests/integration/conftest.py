@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import delete
 
 from shared.models import OutboxMessage
+from tests.support import close_buses
 
 
 @pytest.fixture(autouse=True)
@@ -22,4 +23,5 @@ async def empty_outbox(sessions) -> AsyncIterator[None]:
 
     await empty()
     yield
+    await close_buses()
     await empty()

@@ -17,7 +17,7 @@ from ai.simulated import SimulatedProvider
 from consumers.deps import Deps
 from shared.events import ResumeRun, StartRun
 from shared.models import AutomationRun, StageBatch
-from tests.support import dispatch, drain_outbox, site_outcome
+from tests.support import Bus, drain_outbox, site_outcome
 
 
 def with_window(deps: Deps, window: int) -> Deps:
@@ -44,14 +44,13 @@ async def deliver_fifo(deps: Deps, *commands: Any, watch: dict[str, int] | None 
                        each: Any = None) -> dict[str, int]:
     """Deliver every message in arrival order until none are left. Returns, for each site in
     `watch` (name -> site id), how many messages had been delivered when its run completed."""
-    from tests.support import Bus
-
-    await Bus(deps).send(*commands)
+    bus = Bus(deps)
+    await bus.send(*commands)
     queue: deque[tuple[str, dict[str, Any]]] = deque(await drain_outbox(deps))
     delivered, completed_at = 0, {}
     while queue:
         key, payload = queue.popleft()
-        await dispatch(deps, key, payload)
+        await bus.deliver(key, payload)
         delivered += 1
         queue.extend(await drain_outbox(deps))
         if each is not None:
@@ -101,8 +100,6 @@ async def test_resume_tops_the_window_up_again(deps, make_site):
     """Messages consumed while a run is paused are dropped; resume must queue the window again."""
     fair = with_window(deps, 2)
     site = await make_site(keywords=24, synthetic=True)
-    from tests.support import Bus
-
     bus = Bus(fair)
     await bus.send(StartRun(site_id=site.id))
     # deliver up to stage 4's first batches, then pause by hand, drop what is queued, resume
@@ -111,7 +108,7 @@ async def test_resume_tops_the_window_up_again(deps, make_site):
         key, payload = queue.popleft()
         if key == "stage.4.batch":
             break
-        await dispatch(fair, key, payload)
+        await bus.deliver(key, payload)
         queue.extend(await drain_outbox(fair))
     async with fair.sessions() as session, session.begin():
         run = await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site.id))

@@ -13,7 +13,7 @@ from shared.accounts import create_account, create_site
 from shared.credits import grant
 from shared.events import PauseRun, ProcessBatch, ResumeRun, StartRun
 from shared.models import Account, AutomationRun, Cluster, Content, ContentIdea, Keyword, StageBatch, Task
-from tests.support import Bus, dispatch, drain_outbox, site_outcome
+from tests.support import Bus, drain_outbox, site_outcome
 
 
 async def run_of(deps, site_id: int) -> AutomationRun:
@@ -170,7 +170,7 @@ async def test_racing_replicas_process_a_batch_once(deps, make_site):
         batches = [ProcessBatch.model_validate(p) for k, p in pending if k.endswith(".batch")]
         for key, payload in pending:
             if not key.endswith(".batch"):
-                await dispatch(deps, key, payload)
+                await bus.deliver(key, payload)
     await asyncio.gather(*(process_batch(deps, b, STAGE_WORK[1]) for b in batches for _ in range(4)))
     outcome = await site_outcome(deps, site.id)
     assert outcome["keywords_clustered"] == 20
@@ -185,7 +185,7 @@ async def test_start_is_refused_with_an_active_run_or_short_credits(deps, make_s
     await bus.send(StartRun(site_id=site.id), StartRun(site_id=site.id))
     messages = await drain_outbox(deps)
     for key, payload in messages:
-        await dispatch(deps, key, payload)
+        await bus.deliver(key, payload)
     rejected = [p for k, p in await drain_outbox(deps) if k == "run.rejected"]
     assert len(rejected) == 1 and rejected[0]["reason"] == "site has an active run"
     assert rejected[0]["active_run_id"] == (await run_of(deps, site.id)).run_id
@@ -226,7 +226,7 @@ async def test_pause_and_resume_give_the_totals_of_an_uninterrupted_run(deps, ma
     await bus.send(StartRun(site_id=paused_site.id))
     for _ in range(3):  # a few rounds of messages, then pause mid-run
         for key, payload in await drain_outbox(deps):
-                await dispatch(deps, key, payload)
+            await bus.deliver(key, payload)
     run = await run_of(deps, paused_site.id)
     await bus.send(PauseRun(run_id=run.run_id))
     await bus.pump()
@@ -248,11 +248,11 @@ async def test_running_out_of_credits_pauses_then_resume_completes(deps, make_si
         if any(k == "stage.4.batch" for k, _ in messages):
             break
         for key, payload in messages:
-            await dispatch(deps, key, payload)
+            await bus.deliver(key, payload)
     async with deps.sessions() as session, session.begin():
         await session.execute(update(Account).where(Account.id == site.account_id).values(credits_balance=7))
     for key, payload in messages:
-        await dispatch(deps, key, payload)
+        await bus.deliver(key, payload)
     await bus.pump()
     run = await run_of(deps, site.id)
     assert run.status == "paused" and run.pause_reason == "insufficient credits"
@@ -317,7 +317,7 @@ async def test_every_handler_works_on_one_pooled_connection(deps, make_site, set
         assert [r.reason for r in refused] == ["site has an active run", "unknown site 987654321"]
         messages = await drain_outbox(one)
         [request] = [p for k, p in messages if k == "stage.1.requested" and p["run_id"] == first.run_id]
-        await dispatch(one, "stage.1.requested", request)
+        await bus.deliver("stage.1.requested", request)
         [batch, *_] = [p for k, p in await drain_outbox(one) if k == "stage.1.batch" and p["run_id"] == first.run_id]
         try:
             await process_batch(one, ProcessBatch.model_validate(batch), FailingLoad(STAGE_WORK[1]))

@@ -173,11 +173,12 @@ async def test_a_slot_during_an_active_run_is_skipped_with_the_reason(deps, make
     site = await make_site(keywords=8)
     slot = local("UTC", 2026, 11, 28, 2, 0)
     await schedule(deps.sessions, site.id, changed_at=slot - timedelta(days=1))
-    await Bus(deps).send(StartRun(site_id=site.id))
-    from tests.support import dispatch, drain_outbox
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id))
+    from tests.support import drain_outbox
 
     for key, payload in await drain_outbox(deps):
-        await dispatch(deps, key, payload)  # the manual run is now active
+        await bus.deliver(key, payload)  # the manual run is now active
     service, published = scheduler_for(deps, Clock(slot), site.id)
     await service.sync()
     assert published == []

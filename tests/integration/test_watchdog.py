@@ -3,6 +3,7 @@ their stage re-requested; stale runs are failed. Plan triggers are checked again
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -13,22 +14,37 @@ from consumers.planning import now
 from consumers.watchdog import fail_stale_runs, nudge_stalled_runs, reissue_expired_batches
 from shared.db import autocommit_session
 from shared.events import ProcessBatch, RequestStage, StageCompleted, StartRun
-from shared.messaging import PoisonMessage
 from shared.models import AutomationRun, RunLogLine, RunStage, StageBatch
-from tests.support import Bus, dispatch, drain_outbox, site_outcome
+from tests.support import Bus, drain_outbox, site_outcome
+
+
+@pytest.fixture(autouse=True)
+async def no_other_active_run(deps) -> AsyncIterator[None]:
+    """The watchdog looks at every run in the database, so each test starts and ends with none active:
+    a run an earlier test left running (here or in another module) stalls after `stall_seconds` and
+    would be nudged, and counted, by this test's watchdog pass."""
+    async def fail_active() -> None:
+        async with deps.sessions() as session, session.begin():
+            await session.execute(update(AutomationRun).where(AutomationRun.status.in_(("running", "paused")))
+                                  .values(status="failed"))
+
+    await fail_active()
+    yield
+    await fail_active()
 
 
 async def started_run(deps, make_site) -> tuple[AutomationRun, list[ProcessBatch]]:
     """A run whose stage 1 is planned; its batch messages are returned undelivered."""
     site = await make_site(keywords=40)
-    await Bus(deps).send(StartRun(site_id=site.id))
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id))
     batches: list[ProcessBatch] = []
     while not batches:
         pending = await drain_outbox(deps)
         batches = [ProcessBatch.model_validate(p) for k, p in pending if k.endswith(".batch")]
         for key, payload in pending:
             if not key.endswith(".batch"):
-                await dispatch(deps, key, payload)
+                await bus.deliver(key, payload)
     async with deps.sessions() as session:
         run = await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site.id))
     return run, batches
@@ -72,9 +88,10 @@ async def test_a_run_without_progress_is_failed_and_its_lock_released(deps, make
         lines = (await session.scalars(select(RunLogLine.message).where(RunLogLine.run_id == run.id))).all()
     assert failed.status == "failed" and failed.error_message.startswith("watchdog: no progress for 21600 s")
     assert any(line.startswith("watchdog: no progress") for line in lines)
-    await Bus(deps).send(StartRun(site_id=run.site_id))  # the site's lock is free again
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=run.site_id))  # the site's lock is free again
     for key, payload in await drain_outbox(deps):
-        await dispatch(deps, key, payload)
+        await bus.deliver(key, payload)
     async with deps.sessions() as session:
         statuses = (await session.scalars(select(AutomationRun.status).where(
             AutomationRun.site_id == run.site_id).order_by(AutomationRun.id))).all()
@@ -92,7 +109,7 @@ async def until_stage(deps, make_site, stage: int) -> AutomationRun:
             if key == f"stage.{stage - 1}.completed":
                 async with deps.sessions() as session:
                     return await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site.id))
-            await dispatch(deps, key, payload)
+            await bus.deliver(key, payload)
 
 
 async def test_a_run_whose_stage_message_was_lost_is_re_requested_and_completes(deps, make_site):
@@ -107,7 +124,7 @@ async def test_a_run_whose_stage_message_was_lost_is_re_requested_and_completes(
     assert [(k, p["run_id"]) for k, p in pending] == [("stage.4.requested", run.run_id)]
     bus = Bus(deps)
     for key, payload in pending:
-        await dispatch(deps, key, payload)
+        await bus.deliver(key, payload)
     await bus.pump()
     async with deps.sessions() as session:
         done = await session.get(AutomationRun, run.id)
@@ -136,12 +153,13 @@ async def test_a_run_with_a_live_claim_is_not_nudged(deps, make_site):
 ])
 async def test_a_trigger_its_run_contradicts_is_poison_and_changes_nothing(deps, make_site, forged):
     run = await until_stage(deps, make_site, 4)
-    for key, payload in [("stage.4.requested", {"type": "stage.4.requested", "run_id": run.run_id})]:
-        await dispatch(deps, key, payload)  # stage 4 planned, its batches queued
+    bus = Bus(deps)
+    await bus.deliver("stage.4.requested", {"type": "stage.4.requested", "run_id": run.run_id})  # batches queued
     await drain_outbox(deps)
     before = await site_outcome(deps, run.site_id)
-    with pytest.raises(PoisonMessage, match="contradicts run"):
-        await dispatch(deps, forged.type, {**forged.model_dump(mode="json"), "run_id": run.run_id})
+    await bus.deliver(forged.type, {**forged.model_dump(mode="json"), "run_id": run.run_id}, allow_failures=True)
+    [dead] = bus.dead_lettered  # dead-lettered at once with its reason, never retried
+    assert dead.key == forged.type and "contradicts run" in dead.reason and bus.retried == []
     async with deps.sessions() as session:
         after = await session.get(AutomationRun, run.id)
         stages = dict((await session.execute(select(RunStage.stage, RunStage.status)

@@ -6,6 +6,8 @@ import asyncio
 
 import httpx
 import pytest
+from faststream import FastStream
+from faststream.context import ContextRepo
 from faststream.rabbit import TestRabbitBroker
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ai.base import ImageOut
 from ai.functions import GenerateImages
 from shared.health import ops_app
-from shared.messaging import FailureRouter, PoisonMessage, make_broker
+from shared.messaging import FAILURES, FailureRouter, PoisonMessage, make_broker
 from shared.metrics import REGISTRY, PipelineState, Snapshot, counted
 from shared.settings import Settings
 from shared.topology import Topology
@@ -25,8 +27,9 @@ def sample(name: str, labels: dict[str, str], registry: CollectorRegistry = REGI
 
 async def test_failures_swallowed_by_the_failure_router_are_still_counted():
     registry = CollectorRegistry()
-    router = FailureRouter(Settings(), Topology("unit"))
-    broker = make_broker(Settings(), router, registry=registry, app_name="stage9")
+    broker = make_broker(Settings(), registry=registry, app_name="stage9")
+    router = FailureRouter(Settings(), Topology("unit"), broker)
+    FastStream(broker, context=ContextRepo({FAILURES: router}))
     handled: list[str] = []
 
     async def retry(message, error) -> None:
