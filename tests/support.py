@@ -86,7 +86,7 @@ class Bus:
         self.broker.add_middleware(self._observer())  # inside the failure middleware, which stays outermost
         for process in PROCESSES:
             subscribe(self.broker, self.topology, process, 1)
-        self.consumers = {sub.queue.name: sub for sub in self.broker.subscribers}
+        self.consumers = {sub.queue.name: sub for sub in self.broker.subscribers}  # type: ignore[attr-defined]
         self.publishers = declare_publishers(self.broker, self.topology)
         self.relay = OutboxRelay(deps.sessions, self.publishers, deps.settings.outbox_poll_seconds)
         FastStream(self.broker, context=consumer_context(deps, self.broker, self.topology))
@@ -161,7 +161,7 @@ class Bus:
     async def _consume(self, queue: str, raw: AbstractIncomingMessage, allow_failures: bool) -> None:
         """Hand one message to the subscriber of `queue`, through its middleware."""
         errors = len(self.errors)
-        await self.consumers[queue].process_message(raw)
+        await self.consumers[queue].process_message(raw)  # type: ignore[arg-type]
         if not allow_failures and len(self.errors) > errors:
             error = self.errors[-1]
             raise UnexpectedFailure(f"{raw.routing_key} failed in {queue}: {describe(error)}") from error
