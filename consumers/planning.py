@@ -27,10 +27,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from consumers.deps import Deps, StageWork
 from shared.automation_logger import RunRef
+from shared.catalogue import LAST_STAGE
+from shared.credits import estimate_for_site
 from shared.db import analyze_if_stale
-from shared.events import ProcessBatch, RequestStage, StageCompleted, planned_stage
+from shared.events import ProcessBatch, RequestStage, RunStateChanged, StageCompleted, planned_stage
 from shared.messaging import PoisonMessage
-from shared.models import AutomationConfig, AutomationRun, RunStage, Site, StageBatch
+from shared.models import Account, AutomationConfig, AutomationRun, RunStage, Site, StageBatch
 from shared.outbox import add_events
 from shared.seed_queries import eligible_ids
 
@@ -184,6 +186,8 @@ async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: S
                 session, ref, stage, f"re-requested: {len(open_ids)} open batches emitted again, "
                                      f"{topped_up} more queued")
         else:
+            if stage > 1 and await pause_if_unaffordable(deps, session, run, site, stage):
+                return
             config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site.id))
             size = config.batch_size(stage) if config else 1
             batches, items = await insert_batches(session, run.id, work, site.id, size)
@@ -200,6 +204,29 @@ async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: S
             else:
                 await complete_stage(deps, session, ref, StageTotals(stage, 0, items, 0, 0, 0), work)
     deps.relay.wake()
+
+
+async def pause_if_unaffordable(deps: Deps, session: AsyncSession, run: AutomationRun, site: Site, stage: int
+                                ) -> bool:
+    """Before stage `stage` is planned, check the balance against what the rest of the run will cost,
+    now that the earlier stages' outputs are known (after stage 2 the ideas, after stage 3 the tasks
+    exactly); pause the run with the figures if it falls short, so a run never stops halfway through
+    a stage (its images) for credits. Resume re-checks: add credits first."""
+    remaining = await estimate_for_site(session, site.id, from_stage=stage)
+    balance = int(await session.scalar(select(Account.credits_balance).where(Account.id == site.account_id)) or 0)
+    if balance >= remaining.total:
+        return False
+    counts = ", ".join(f"{n} {name}" for name, n in remaining.counts.items() if n)
+    reason = (f"insufficient credits: stages {stage}-{LAST_STAGE} need about {remaining.total} "
+              f"({counts}), balance {balance}")
+    run.status = "paused"
+    run.pause_reason = reason
+    deps.logger.run_event(session, RunRef.of(run, site.account_id), f"Run paused before stage {stage}: {reason}",
+                          level="WARNING")
+    add_events(session, RunStateChanged(type="run.paused", run_id=run.run_id, site_id=site.id, status="paused",
+                                        reason=reason))
+    log.warning("run %s paused before stage %d: %s", run.run_id, stage, reason)
+    return True
 
 
 async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_row: StageTotals,

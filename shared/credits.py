@@ -13,12 +13,49 @@ from shared.catalogue import STAGE_NUMBERS, stage_cost
 from shared.models import Account, CreditLedger
 from shared.seed_queries import eligible_counts
 
-# How a fresh site's keywords project through the later stages (the seed estimated from the counts that
-# exist before the run, which for new keywords is ~0). Measured on the demo (240 keywords, offline
-# provider): 2.5 keywords per cluster, 3.9 ideas per cluster, 4 images per content.
-KEYWORDS_PER_CLUSTER = 2.5
-IDEAS_PER_CLUSTER = 4
-IMAGES_PER_CONTENT = 4
+
+@dataclass(frozen=True)
+class Yields:
+    """How a site's keywords turn into later stages' items: what the estimate projects with. The seed
+    estimated from the counts that exist before the run, which for new keywords are ~0, and so
+    came out far too low; these ratios carry a run's keywords through every stage."""
+
+    keywords_per_cluster: float
+    ideas_per_cluster: float
+    images_per_content: float
+    source: str  # "defaults", or "site" once the site has enough of its own history
+
+
+# A fresh site's yields, measured on the demo data with the offline provider (`python -m bench.estimate`).
+DEFAULT_YIELDS = Yields(keywords_per_cluster=2.5, ideas_per_cluster=4.0, images_per_content=4.0, source="defaults")
+# Items a ratio needs under it before the site's own figure replaces the default.
+MIN_HISTORY = 5
+
+SITE_YIELDS = text("""
+    SELECT (SELECT count(*) FROM keywords WHERE site_id = :s AND cluster_id IS NOT NULL) AS clustered,
+           (SELECT count(*) FROM clusters WHERE site_id = :s) AS clusters,
+           (SELECT count(DISTINCT cluster_id) FROM content_ideas WHERE site_id = :s) AS clusters_with_ideas,
+           (SELECT count(*) FROM content_ideas WHERE site_id = :s) AS ideas,
+           (SELECT count(DISTINCT content_id) FROM images WHERE site_id = :s) AS content_with_images,
+           (SELECT count(*) FROM images WHERE site_id = :s) AS images
+""")
+
+
+async def site_yields(session: AsyncSession, site_id: int) -> Yields:
+    """The site's own yields from what its earlier runs made, each ratio falling back to the default
+    until the site has `MIN_HISTORY` items under it."""
+    row = (await session.execute(SITE_YIELDS, {"s": site_id})).one()
+
+    def ratio(over: int, under: int, default: float) -> float:
+        return over / under if under >= MIN_HISTORY else default
+
+    if max(row.clusters, row.clusters_with_ideas, row.content_with_images) < MIN_HISTORY:
+        return DEFAULT_YIELDS
+    return Yields(
+        keywords_per_cluster=ratio(row.clustered, row.clusters, DEFAULT_YIELDS.keywords_per_cluster),
+        ideas_per_cluster=ratio(row.ideas, row.clusters_with_ideas, DEFAULT_YIELDS.ideas_per_cluster),
+        images_per_content=ratio(row.images, row.content_with_images, DEFAULT_YIELDS.images_per_content),
+        source="site")
 
 
 class InsufficientCredits(Exception):
@@ -37,6 +74,7 @@ class Estimate:
 
     per_stage: dict[int, int]
     counts: dict[str, int]
+    yields: str = "defaults"  # where the ratios came from: "defaults" or "site"
 
     @property
     def total(self) -> int:
@@ -46,22 +84,27 @@ class Estimate:
         return math.ceil(self.total * buffer)
 
 
-def estimate_from_counts(eligible: dict[int, int]) -> Estimate:
-    """The seed's formulas, applied to the items each stage will see once the earlier stages ran."""
-    clusters = eligible[2] + math.ceil(eligible[1] / KEYWORDS_PER_CLUSTER)
-    tasks = eligible[4] + eligible[3] + clusters * IDEAS_PER_CLUSTER
-    content = eligible[5] + tasks
-    images = content * IMAGES_PER_CONTENT + eligible[6]
-    items_in = {1: eligible[1], 2: clusters, 3: eligible[3] + clusters * IDEAS_PER_CLUSTER, 4: tasks, 5: content,
-                6: images, 7: 0}
-    per_stage = {stage: stage_cost(stage, items_in[stage]) for stage in STAGE_NUMBERS}
-    counts = {"keywords": eligible[1], "clusters": clusters, "tasks": tasks, "content": content, "images": images}
-    return Estimate(per_stage=per_stage, counts=counts)
+def estimate_from_counts(eligible: dict[int, int], yields: Yields = DEFAULT_YIELDS, from_stage: int = 1) -> Estimate:
+    """The seed's rates, applied to the items each stage will see once the earlier stages ran, from
+    `from_stage` on (the earlier stages are done: their leftovers belong to the next run)."""
+    now = {stage: (count if stage >= from_stage else 0) for stage, count in eligible.items()}
+    clusters = now[2] + math.ceil(now[1] / yields.keywords_per_cluster)
+    ideas = now[3] + math.ceil(clusters * yields.ideas_per_cluster)
+    tasks = now[4] + ideas
+    content = now[5] + tasks
+    images = now[6] + math.ceil(content * yields.images_per_content)
+    items_in = {1: now[1], 2: clusters, 3: ideas, 4: tasks, 5: content, 6: images, 7: 0}
+    per_stage = {stage: stage_cost(stage, items_in[stage]) if stage >= from_stage else 0 for stage in STAGE_NUMBERS}
+    counts = {"keywords": now[1], "clusters": clusters, "ideas": ideas, "tasks": tasks, "content": content,
+              "images": images}
+    return Estimate(per_stage=per_stage, counts=counts, yields=yields.source)
 
 
-async def estimate_for_site(session: AsyncSession, site_id: int) -> Estimate:
-    """The estimate for a run started now."""
-    return estimate_from_counts(await eligible_counts(session, site_id))
+async def estimate_for_site(session: AsyncSession, site_id: int, from_stage: int = 1) -> Estimate:
+    """The estimate for what a run does from `from_stage` on, started (or continued) now, with the
+    site's own yields where it has a history."""
+    return estimate_from_counts(await eligible_counts(session, site_id), await site_yields(session, site_id),
+                                from_stage)
 
 
 # The conditional debit and its ledger row as two CTEs, `debit` and `ledger`: shared by `charge` and by

@@ -269,6 +269,42 @@ async def test_running_out_of_credits_pauses_then_resume_completes(deps, make_si
     assert outcome["credits_used"] == outcome["ledger_charged"]
 
 
+async def test_a_run_that_cannot_pay_for_the_rest_pauses_before_the_stage_with_the_figures(deps, make_site):
+    site = await make_site(keywords=24, stage_5_batch_size=4, stage_6_batch_size=8)
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id))
+    while True:  # run stages 1 and 2; stage 2's completion (which plans stage 3) is held back
+        messages = await drain_outbox(deps)
+        if held := [(k, p) for k, p in messages if k == "stage.2.completed"]:
+            break
+        for key, payload in messages:
+            await dispatch(deps, key, payload)
+    async with deps.sessions() as session, session.begin():  # spent elsewhere meanwhile
+        await session.execute(update(Account).where(Account.id == site.account_id).values(credits_balance=50))
+    for key, payload in messages:
+        await dispatch(deps, key, payload)
+    await bus.pump()
+    run = await run_of(deps, site.id)
+    assert (run.status, run.current_stage) == ("paused", 3)
+    assert run.pause_reason.startswith("insufficient credits: stages 3-7 need about ")
+    assert run.pause_reason.endswith("balance 50") and " tasks" not in run.pause_reason.split("(")[0]
+    outcome = await site_outcome(deps, site.id)
+    assert outcome["tasks"] == outcome["content"] == 0 and outcome["balance"] == 50  # nothing started, nothing paid
+    assert held
+
+    await bus.send(ResumeRun(run_id=run.run_id))  # still short: paused again, with the same figures
+    await bus.pump()
+    assert (await run_of(deps, site.id)).status == "paused"
+    async with deps.sessions() as session, session.begin():
+        await grant(session, site.account_id, 100_000, "top-up")
+    await bus.send(ResumeRun(run_id=run.run_id))
+    await bus.pump()
+    run = await run_of(deps, site.id)
+    assert run.status == "completed"
+    outcome = await site_outcome(deps, site.id)
+    assert outcome["tasks_without_one_content"] == 0 and outcome["content_in_review"] == outcome["tasks"] > 0
+
+
 async def test_accounts_and_sites_are_created_with_default_config(sessions):
     async with sessions() as session, session.begin():
         account = await create_account(session, "defaults-check", 10)
