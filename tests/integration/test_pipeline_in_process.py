@@ -278,11 +278,11 @@ async def test_a_run_that_cannot_pay_for_the_rest_pauses_before_the_stage_with_t
         if held := [(k, p) for k, p in messages if k == "stage.2.completed"]:
             break
         for key, payload in messages:
-            await dispatch(deps, key, payload)
+            await bus.deliver(key, payload)
     async with deps.sessions() as session, session.begin():  # spent elsewhere meanwhile
         await session.execute(update(Account).where(Account.id == site.account_id).values(credits_balance=50))
     for key, payload in messages:
-        await dispatch(deps, key, payload)
+        await bus.deliver(key, payload)
     await bus.pump()
     run = await run_of(deps, site.id)
     assert (run.status, run.current_stage) == ("paused", 3)
