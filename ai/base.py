@@ -80,6 +80,7 @@ class IdeaOut:
     target_keywords: tuple[str, ...]
     outline: tuple[OutlineSection, ...]
     description: str
+    primary_keyword: str  # the one keyword of the cluster (its search intent) the article targets
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Offline article ideas: titles, outlines and descriptions for a cluster, from the content-type templates.
 
-A cluster gets 3-5 ideas of different content types (`ai/data/content_types.json`: guide,
-how-to, ...). Each idea is seeded by its cluster, type, title template and focus keyword, so the
-same cluster always yields the same ideas, and a taken title just moves on to the next template.
+A cluster gets one idea per search intent among its keywords (`intents`; at most five), each
+targeting one keyword, of different content types (`ai/data/content_types.json`: guide, how-to,
+...): two articles competing for one intent would cannibalize each other. Each idea is seeded by
+its cluster, type, title template and keyword, so the same cluster always yields the same ideas,
+and a taken title just moves on to the next template.
 """
 
 from __future__ import annotations
@@ -17,6 +19,36 @@ from ai.local_text import display_lower, fill, keyword_subject, seeded, sentence
 
 CONTENT_TYPES: tuple[str, ...] = tuple(content_types())  # read (and checked) when the provider is imported
 YEAR = date.today().year
+
+
+MAX_IDEAS = 5
+# Words that do not change what a searcher wants to read ("best espresso grinder" and "espresso grinders
+# guide" ask for one article).
+FILLER = frozenset({"a", "an", "the", "best", "top", "for", "of", "to", "in", "on", "and", "with", "your", "my",
+                    "guide", "tips", "ideas", "review", "reviews", "explained", "2024", "2025", "2026"})
+
+
+def intent_key(keyword: str) -> frozenset[str]:
+    """The words that decide a keyword's intent: lowercase, filler dropped, plurals and -ing folded."""
+    words = set()
+    for word in keyword.lower().replace("?", " ").split():
+        if word in FILLER:
+            continue
+        for suffix in ("ing", "es", "s"):
+            if len(word) > len(suffix) + 3 and word.endswith(suffix):
+                word = word[: -len(suffix)]
+                break
+        words.add(word)
+    return frozenset(words) or frozenset(keyword.lower().split())
+
+
+def intents(keywords: tuple[str, ...]) -> list[str]:
+    """One keyword per distinct intent, in the cluster's order: the first of the keywords that share
+    an intent key represents them."""
+    chosen: dict[frozenset[str], str] = {}
+    for keyword in keywords:
+        chosen.setdefault(intent_key(keyword), keyword)
+    return list(chosen.values())
 
 
 def _subjects(keywords: tuple[str, ...], topic: str) -> list[str]:
@@ -44,45 +76,44 @@ def pick_outline(kind: str, rng: random.Random, slots: dict[str, str]) -> tuple[
     return tuple(sections)
 
 
-def _idea(cluster: ClusterIn, kind: str, template: str, focus: int, subjects: list[str]) -> IdeaOut:
-    """One idea from a title template and a focus keyword (everything else seeded from them)."""
-    rng = seeded("idea", cluster.name, kind, template, focus)
-    subject = subjects[focus % len(subjects)]
-    second = subjects[(focus + 1) % len(subjects)]
+def _idea(cluster: ClusterIn, kind: str, template: str, target: str, subjects: list[str]) -> IdeaOut:
+    """One idea from a title template and the keyword it targets (everything else seeded from them)."""
+    rng = seeded("idea", cluster.name, kind, template, target)
+    subject = keyword_subject(target, gerunds=False) or subjects[0]
+    second = next((s for s in subjects if s != subject), cluster.name.lower())
     if second == subject:
         second = cluster.name.lower()
     slots = {"t": title_case(cluster.name.lower()), "s": title_case(subject), "s2": title_case(second), "y": str(YEAR)}
     sections = pick_outline(kind, rng, slots)
     title = fill(template, rng, {**slots, "n": str(len(sections))})
-    others = [k for k in cluster.keywords if keyword_subject(k) != subject]
+    others = [k for k in cluster.keywords if k != target]
     extra = rng.sample(others, k=min(len(others), rng.randint(2, 4)))
-    primary = next((k for k in cluster.keywords if keyword_subject(k) == subject), subject)
     h2_subjects = [sentence_subject(s.h2) for s in sections]
     description = fill(content_types()[kind].description, rng,
                        {"s": subject, "t": display_lower(cluster.name), "a": h2_subjects[1], "b": h2_subjects[-2]})
-    keywords = tuple(dict.fromkeys([primary, *extra]))
-    return IdeaOut(title, kind, keywords, sections, description)
+    keywords = tuple(dict.fromkeys([target, *extra]))
+    return IdeaOut(title, kind, keywords, sections, description, primary_keyword=target)
 
 
 def generate_ideas(cluster: ClusterIn, taken_titles: frozenset[str]) -> list[IdeaOut]:
-    """3-5 ideas of different content types whose titles are new to the site."""
+    """One idea per intent of the cluster (at most `MAX_IDEAS`), of different content types, with
+    titles new to the site."""
     rng = seeded("ideas", cluster.name, *sorted(cluster.keywords))  # content, not ids: same input, same ideas
-    wanted = 3 + rng.randrange(3)
     subjects = _subjects(cluster.keywords, cluster.name)
+    targets = intents(cluster.keywords)[:MAX_IDEAS] or [cluster.name.lower()]
     kinds = rng.sample(CONTENT_TYPES, k=len(CONTENT_TYPES))
     taken = {t.casefold() for t in taken_titles}
     ideas: list[IdeaOut] = []
-    for attempt in range(len(kinds) * 12):
-        kind = kinds[attempt % len(kinds)]
-        templates = content_types()[kind].titles
-        template = templates[(attempt // len(kinds) + rng.randrange(len(templates))) % len(templates)]
-        idea = _idea(cluster, kind, template, attempt, subjects)
-        if idea.title.casefold() in taken:
-            continue
-        taken.add(idea.title.casefold())
-        ideas.append(idea)
-        if len(ideas) == wanted:
-            return ideas
-    if len(ideas) < 3:
-        raise InvalidAIOutput(f"could not find 3 untaken titles for cluster {cluster.name!r}")
+    for number, target in enumerate(targets):
+        for attempt in range(len(kinds) * 12):
+            kind = kinds[(number + attempt) % len(kinds)]
+            templates = content_types()[kind].titles
+            template = templates[(attempt // len(kinds) + rng.randrange(len(templates))) % len(templates)]
+            idea = _idea(cluster, kind, template, target, subjects)
+            if idea.title.casefold() not in taken:
+                taken.add(idea.title.casefold())
+                ideas.append(idea)
+                break
+    if not ideas:
+        raise InvalidAIOutput(f"could not find an untaken title for cluster {cluster.name!r}")
     return ideas

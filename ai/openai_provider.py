@@ -95,13 +95,13 @@ class OpenAIProvider:
         return checked_clusters(reply, {k.id for k in keywords}, {c.id for c in existing})
 
     async def generate_ideas(self, cluster: ClusterIn, taken_titles: frozenset[str]) -> list[IdeaOut]:
-        """3-5 ideas with untaken, distinct titles."""
+        """One idea per intent (at most 5), with untaken, distinct titles and primary keywords."""
         payload = {"task": "generate_ideas",
                    "cluster": {"name": cluster.name, "description": cluster.description,
                                "keywords": list(cluster.keywords)},
                    "taken_titles": sorted(taken_titles)}
         reply = await self._chat_json("generate_ideas", IDEAS_PROMPT, payload, IdeasReply)
-        return checked_ideas(reply, taken_titles)
+        return checked_ideas(reply, taken_titles, cluster.keywords)
 
     async def generate_content(self, idea: IdeaIn) -> ArticleOut:
         """The model writes markdown; HTML, sections and word count are derived from it here."""

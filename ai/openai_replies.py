@@ -33,22 +33,27 @@ def checked_clusters(reply: ClusterReply, given: set[int], known: set[int]) -> l
                        keyword_ids=tuple(c.keyword_ids), existing_id=c.existing_id) for c in reply.clusters]
 
 
-def checked_ideas(reply: IdeasReply, taken_titles: frozenset[str]) -> list[IdeaOut]:
-    """Drops taken or repeated titles, keeps at most 5, and refuses fewer than 3."""
+def checked_ideas(reply: IdeasReply, taken_titles: frozenset[str], keywords: tuple[str, ...]) -> list[IdeaOut]:
+    """Drops taken or repeated titles and ideas whose primary keyword is not one of the cluster's or
+    is targeted already (one article per intent), keeps at most 5, and refuses none at all."""
     seen = {t.strip().casefold() for t in taken_titles}
+    by_folded = {k.strip().casefold(): k for k in keywords}
+    targeted: set[str] = set()
     ideas: list[IdeaOut] = []
     for item in reply.ideas:
         title = " ".join(item.title.split())
-        if title.casefold() in seen:
+        primary = by_folded.get(item.primary_keyword.strip().casefold())
+        if title.casefold() in seen or primary is None or primary in targeted:
             continue
         seen.add(title.casefold())
+        targeted.add(primary)
         outline = tuple(OutlineSection(h2=s.h2.strip(), h3s=tuple(h.strip() for h in s.h3s if h.strip()))
                         for s in item.outline)
         ideas.append(IdeaOut(title=title, content_type=item.content_type.strip().lower(),
-                             target_keywords=tuple(item.target_keywords), outline=outline,
-                             description=item.description.strip()))
-    if len(ideas) < 3:
-        raise InvalidAIOutput(f"generate_ideas returned {len(ideas)} usable ideas, 3 are needed")
+                             target_keywords=tuple(dict.fromkeys([primary, *item.target_keywords])),
+                             outline=outline, description=item.description.strip(), primary_keyword=primary))
+    if not ideas:
+        raise InvalidAIOutput("generate_ideas returned no usable idea (new title, primary keyword of the cluster)")
     return ideas[:5]
 
 

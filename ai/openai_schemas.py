@@ -30,6 +30,7 @@ class SectionItem(BaseModel):
 class IdeaItem(BaseModel):
     title: str = Field(min_length=1)
     content_type: str = Field(min_length=1)
+    primary_keyword: str = ""
     target_keywords: list[str] = []
     outline: list[SectionItem] = Field(min_length=1)
     description: str = ""
@@ -71,10 +72,14 @@ CLUSTER_PROMPT = (
 )
 IDEAS_PROMPT = (
     "You plan blog articles for one keyword cluster. The user sends JSON with the cluster (name, description, "
-    "keywords) and `taken_titles`. Propose 3 to 5 distinct article ideas, none with a title in `taken_titles`. "
+    "keywords) and `taken_titles`. Propose one article idea per distinct search intent among the keywords (keywords "
+    "a searcher would answer with the same article are one intent; a cluster of one keyword gets one idea), at "
+    "most 5, none with a title in `taken_titles`. `primary_keyword` is the one cluster keyword the idea targets, "
+    "different for every idea. "
     "`content_type` is one of guide, how-to, listicle, comparison, review, checklist. Each outline has 5-8 H2 "
     "sections with 0-4 H3s each.\n" + _JSON_ONLY
-    + '{"ideas": [{"title": "string", "content_type": "guide", "target_keywords": ["string"], '
+    + '{"ideas": [{"title": "string", "content_type": "guide", "primary_keyword": "string", '
+    '"target_keywords": ["string"], '
     '"outline": [{"h2": "string", "h3s": ["string"]}], "description": "one or two sentences"}]}'
 )
 CONTENT_PROMPT = (

@@ -70,11 +70,13 @@ class SimulatedProvider:
         outline = tuple(OutlineSection(h2=f"{cluster.name} part {i}", h3s=("Basics", "Details"))
                         for i in range(1, 7))
         ideas = []
-        for kind in ("guide", "how-to", "listicle"):
+        targets = cluster.keywords or (cluster.name,)
+        for number, kind in enumerate(("guide", "how-to", "listicle")):  # a fixed workload shape for the benches
             title = f"{cluster.name}: the {kind} (#{cluster.id})"
             if title.casefold() not in taken_titles:
                 ideas.append(IdeaOut(title=title, content_type=kind, target_keywords=cluster.keywords[:3],
-                                     outline=outline, description=f"A {kind} on {cluster.name}."))
+                                     outline=outline, description=f"A {kind} on {cluster.name}.",
+                                     primary_keyword=targets[number % len(targets)]))
         return ideas
 
     async def generate_content(self, idea: IdeaIn) -> ArticleOut:

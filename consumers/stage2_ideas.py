@@ -73,6 +73,7 @@ class IdeasStage:
         for cluster in locked:
             rows: list[dict[str, Any]] = [{"site_id": ctx.site_id, "cluster_id": cluster.id, "title": idea.title[:300],
                      "content_type": idea.content_type, "target_keywords": list(idea.target_keywords),
+                     "primary_keyword": idea.primary_keyword[:300],
                      "outline": [{"h2": s.h2, "h3s": list(s.h3s)} for s in idea.outline],
                      "description": idea.description, "status": "new"}
                     for idea in outputs[cluster.id]]

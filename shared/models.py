@@ -200,6 +200,7 @@ class ContentIdea(Base):
     title: Mapped[str] = mapped_column(String(300))
     content_type: Mapped[str] = mapped_column(String(32))
     target_keywords: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    primary_keyword: Mapped[str | None] = mapped_column(String(300))  # the one intent it targets
     outline: Mapped[list[Any]] = mapped_column(JSONB, default=list)
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="new")

@@ -218,19 +218,21 @@ def cluster_keywords(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def generate_ideas(request: dict[str, Any]) -> dict[str, Any]:
-    """Three untaken ideas with six H2 sections of two H3s each."""
+    """An untaken idea per keyword (at most three), each targeting its keyword, with six H2 sections of two
+    H3s each."""
     name = request["cluster"]["name"]
     taken = {t.casefold() for t in request["taken_titles"]}
     keywords = request["cluster"]["keywords"] or [name]
     ideas: list[dict[str, Any]] = []
     number = 1
-    while len(ideas) < 3:
+    while len(ideas) < min(3, len(keywords)):
         title = f"The complete {name} guide, part {number}"
         number += 1
         if title.casefold() in taken:
             continue
         outline = [{"h2": f"{name} essentials {s}", "h3s": [f"Step {s}.{h}" for h in (1, 2)]} for s in range(1, 7)]
-        ideas.append({"title": title, "content_type": "guide", "target_keywords": keywords[:3], "outline": outline,
+        ideas.append({"title": title, "content_type": "guide", "primary_keyword": keywords[len(ideas)],
+                      "target_keywords": keywords[:3], "outline": outline,
                       "description": f"A practical guide to {name.lower()} for beginners."})
     return {"ideas": ideas}
 

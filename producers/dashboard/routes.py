@@ -14,14 +14,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from producers.api.auth import UNAUTHORIZED, current_account, request_session
 from producers.api.schemas import Refusal
 from shared.media import image_path
-from shared.models import Account, Content, Image, Site
+from shared.models import Account, Content, ContentIdea, Image, Site, Task
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 STATIC_DIR = PACKAGE_DIR / "static"
@@ -59,6 +59,7 @@ class Sites(BaseModel):
 class ReviewItem(BaseModel):
     id: int
     title: str
+    primary_keyword: str | None = Field(description="The keyword (search intent) the article targets.")
     word_count: int
     images: int
     created_at: str
@@ -89,6 +90,7 @@ class ContentOut(BaseModel):
     meta_title: str
     meta_description: str
     slug: str
+    primary_keyword: str | None = Field(description="The keyword (search intent) the article targets.")
     status: str
     word_count: int
     html: str
@@ -123,10 +125,13 @@ async def review(site_id: SiteId, account: AccountDep, session: SessionDep,
     total = await session.scalar(select(func.count()).select_from(Content).where(waiting)) or 0
     images = (select(func.count()).select_from(Image).where(Image.content_id == Content.id)
               .correlate(Content).scalar_subquery())
-    rows = (await session.execute(select(Content.id, Content.title, Content.word_count, Content.created_at, images)
-                                  .where(waiting).order_by(Content.id.desc()).limit(limit))).all()
+    rows = (await session.execute(
+        select(Content.id, Content.title, Content.word_count, Content.created_at, images, ContentIdea.primary_keyword)
+        .join(Task, Task.id == Content.task_id).join(ContentIdea, ContentIdea.id == Task.idea_id)
+        .where(waiting).order_by(Content.id.desc()).limit(limit))).all()
     return Review(site_id=site.id, total=total, items=[
-        ReviewItem(id=r[0], title=r[1], word_count=r[2], created_at=r[3].isoformat(), images=r[4]) for r in rows])
+        ReviewItem(id=r[0], title=r[1], word_count=r[2], created_at=r[3].isoformat(), images=r[4], primary_keyword=r[5])
+        for r in rows])
 
 
 @api_router.get("/content/{content_id}", response_model=ContentOut, responses={404: {"model": Refusal}})
@@ -134,9 +139,12 @@ async def content(content_id: ContentId, account: AccountDep, session: SessionDe
     item = await _owned_content(session, account, content_id)
     images = (await session.scalars(select(Image).where(Image.content_id == item.id)
                                     .order_by(Image.position, Image.id))).all()
+    primary = await session.scalar(select(ContentIdea.primary_keyword).join(Task, Task.idea_id == ContentIdea.id)
+                                   .where(Task.id == item.task_id))
     return ContentOut(
         id=item.id, site_id=item.site_id, title=item.title, meta_title=item.meta_title,
-        meta_description=item.meta_description, slug=item.slug, status=item.status, word_count=item.word_count,
+        meta_description=item.meta_description, slug=item.slug, primary_keyword=primary, status=item.status,
+        word_count=item.word_count,
         html=item.html, images=[ImageOut(id=i.id, kind=i.kind, position=i.position, prompt=i.prompt, section=i.section,
                                          status=i.status, width=i.width, height=i.height, url=_image_url(item.id, i))
                                 for i in images])

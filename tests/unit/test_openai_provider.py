@@ -85,7 +85,9 @@ async def test_generate_ideas_avoids_taken_titles(stub: OpenAIStub, make_provide
     cluster = ClusterIn(id=1, name="Trail topics", description="", keywords=("trail running shoes",))
     taken = frozenset({"The complete Trail topics guide, part 1"})
     ideas = await make_provider().generate_ideas(cluster, taken)
-    assert 3 <= len(ideas) <= 5 and not {i.title for i in ideas} & taken
+    assert 1 <= len(ideas) <= 5 and not {i.title for i in ideas} & taken
+    assert len({i.primary_keyword for i in ideas}) == len(ideas) and {i.primary_keyword for i in ideas} <= set(
+        cluster.keywords)
     assert all(len(i.outline) == 6 and i.outline[0].h3s for i in ideas)
 
 

@@ -11,6 +11,7 @@ export async function loadReview() {
     const items = data.items.map((item) => el("li", {},
       el("button", {type: "button", className: "link review-item", dataset: {contentId: item.id}, onclick: () => openArticle(item.id)},
         item.title),
+      el("span", {className: "muted review-keyword"}, item.primary_keyword ? ` · targets “${item.primary_keyword}”` : ""),
       el("span", {className: "muted"}, ` · ${fmtNum(item.word_count)} words · ${item.images} images`)));
     $("review-list").replaceChildren(...(items.length ? items : [el("li", {className: "muted"}, "Nothing waiting for review.")]));
   } catch (error) {
@@ -80,6 +81,7 @@ async function openArticle(contentId) {
     const {data: c} = await api(`/content/${encodeURIComponent(contentId)}`);
     $("article-title").textContent = c.title;
     $("article-meta").replaceChildren(el("span", {className: `badge ${c.status}`}, c.status),
+      c.primary_keyword ? el("span", {className: "article-keyword"}, ` targets “${c.primary_keyword}” ·`) : "",
       ` ${fmtNum(c.word_count)} words · /${c.slug} · meta: ${c.meta_title} — ${c.meta_description}`);
     const figures = await Promise.all(c.images.map(imageFigure));
     const body = el("div", {className: "article-html"}, sanitize(c.html));
