@@ -1,6 +1,6 @@
 """Offline article ideas: titles, outlines and descriptions for a cluster, from the content-type templates.
 
-A cluster gets one idea per search intent among its keywords (`intents`; at most five), each
+A cluster gets one idea per search intent among its keywords (`intents`), each
 targeting one keyword, of different content types (`ai/data/content_types.json`: guide, how-to,
 ...): two articles competing for one intent would cannibalize each other. Each idea is seeded by
 its cluster, type, title template and keyword, so the same cluster always yields the same ideas,
@@ -21,7 +21,6 @@ CONTENT_TYPES: tuple[str, ...] = tuple(content_types())  # read (and checked) wh
 YEAR = date.today().year
 
 
-MAX_IDEAS = 5
 # Words that do not change what a searcher wants to read ("best espresso grinder" and "espresso grinders
 # guide" ask for one article).
 FILLER = frozenset({"a", "an", "the", "best", "top", "for", "of", "to", "in", "on", "and", "with", "your", "my",
@@ -96,11 +95,10 @@ def _idea(cluster: ClusterIn, kind: str, template: str, target: str, subjects: l
 
 
 def generate_ideas(cluster: ClusterIn, taken_titles: frozenset[str]) -> list[IdeaOut]:
-    """One idea per intent of the cluster (at most `MAX_IDEAS`), of different content types, with
-    titles new to the site."""
+    """One idea per intent of the cluster, of different content types, with titles new to the site."""
     rng = seeded("ideas", cluster.name, *sorted(cluster.keywords))  # content, not ids: same input, same ideas
     subjects = _subjects(cluster.keywords, cluster.name)
-    targets = intents(cluster.keywords)[:MAX_IDEAS] or [cluster.name.lower()]
+    targets = intents(cluster.keywords) or [cluster.name.lower()]
     kinds = rng.sample(CONTENT_TYPES, k=len(CONTENT_TYPES))
     taken = {t.casefold() for t in taken_titles}
     ideas: list[IdeaOut] = []

@@ -21,20 +21,22 @@ class Yields:
     came out far too low; these ratios carry a run's keywords through every stage."""
 
     keywords_per_cluster: float
-    ideas_per_cluster: float
+    ideas_per_keyword: float  # one idea per search intent: at most one per keyword
     images_per_content: float
     source: str  # "defaults", or "site" once the site has enough of its own history
 
 
-# A fresh site's yields, measured on the demo data with the offline provider (`python -m bench.estimate`).
-DEFAULT_YIELDS = Yields(keywords_per_cluster=2.5, ideas_per_cluster=4.0, images_per_content=4.0, source="defaults")
+# A fresh site's yields, measured on the demo data with the offline provider (`python -m bench.content`:
+# 4.8 keywords per cluster at 150 keywords, 8.0 at 455; 1.0 idea per keyword; 5.0 images per article).
+DEFAULT_YIELDS = Yields(keywords_per_cluster=6.0, ideas_per_keyword=1.0, images_per_content=5.0, source="defaults")
 # Items a ratio needs under it before the site's own figure replaces the default.
 MIN_HISTORY = 5
 
 SITE_YIELDS = text("""
     SELECT (SELECT count(*) FROM keywords WHERE site_id = :s AND cluster_id IS NOT NULL) AS clustered,
            (SELECT count(*) FROM clusters WHERE site_id = :s) AS clusters,
-           (SELECT count(DISTINCT cluster_id) FROM content_ideas WHERE site_id = :s) AS clusters_with_ideas,
+           (SELECT count(*) FROM keywords k WHERE site_id = :s
+               AND EXISTS (SELECT 1 FROM content_ideas i WHERE i.cluster_id = k.cluster_id)) AS keywords_with_ideas,
            (SELECT count(*) FROM content_ideas WHERE site_id = :s) AS ideas,
            (SELECT count(DISTINCT content_id) FROM images WHERE site_id = :s) AS content_with_images,
            (SELECT count(*) FROM images WHERE site_id = :s) AS images
@@ -49,11 +51,11 @@ async def site_yields(session: AsyncSession, site_id: int) -> Yields:
     def ratio(over: int, under: int, default: float) -> float:
         return over / under if under >= MIN_HISTORY else default
 
-    if max(row.clusters, row.clusters_with_ideas, row.content_with_images) < MIN_HISTORY:
+    if max(row.clusters, row.keywords_with_ideas, row.content_with_images) < MIN_HISTORY:
         return DEFAULT_YIELDS
     return Yields(
         keywords_per_cluster=ratio(row.clustered, row.clusters, DEFAULT_YIELDS.keywords_per_cluster),
-        ideas_per_cluster=ratio(row.ideas, row.clusters_with_ideas, DEFAULT_YIELDS.ideas_per_cluster),
+        ideas_per_keyword=ratio(row.ideas, row.keywords_with_ideas, DEFAULT_YIELDS.ideas_per_keyword),
         images_per_content=ratio(row.images, row.content_with_images, DEFAULT_YIELDS.images_per_content),
         source="site")
 
@@ -89,7 +91,9 @@ def estimate_from_counts(eligible: dict[int, int], yields: Yields = DEFAULT_YIEL
     `from_stage` on (the earlier stages are done: their leftovers belong to the next run)."""
     now = {stage: (count if stage >= from_stage else 0) for stage, count in eligible.items()}
     clusters = now[2] + math.ceil(now[1] / yields.keywords_per_cluster)
-    ideas = now[3] + math.ceil(clusters * yields.ideas_per_cluster)
+    # ideas come from the keywords of the clusters still to be mapped: the new keywords' and those of the
+    # eligible clusters (about keywords_per_cluster each)
+    ideas = now[3] + math.ceil((now[1] + now[2] * yields.keywords_per_cluster) * yields.ideas_per_keyword)
     tasks = now[4] + ideas
     content = now[5] + tasks
     images = now[6] + math.ceil(content * yields.images_per_content)

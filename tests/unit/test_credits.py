@@ -19,14 +19,14 @@ def test_stage_rates_follow_the_seed():
 def test_a_fresh_sites_keywords_are_projected_through_every_stage():
     estimate = estimate_from_counts({1: 200, 2: 0, 3: 0, 4: 0, 5: 0, 6: 0})
     clusters = math.ceil(200 / DEFAULT_YIELDS.keywords_per_cluster)
-    content = math.ceil(clusters * DEFAULT_YIELDS.ideas_per_cluster)
+    content = math.ceil(200 * DEFAULT_YIELDS.ideas_per_keyword)
     images = math.ceil(content * DEFAULT_YIELDS.images_per_content)
     assert estimate.per_stage == {1: 40, 2: clusters * 2, 3: 0, 4: content * 5, 5: content * 2, 6: images * 2, 7: 0}
     assert estimate.required(1.2) == math.ceil(estimate.total * 1.2)
 
 
 def test_the_sites_own_yields_replace_the_defaults():
-    lean = Yields(keywords_per_cluster=10, ideas_per_cluster=1, images_per_content=2, source="site")
+    lean = Yields(keywords_per_cluster=10, ideas_per_keyword=0.1, images_per_content=2, source="site")
     estimate = estimate_from_counts({1: 200, 2: 0, 3: 0, 4: 0, 5: 0, 6: 0}, lean)
     assert estimate.counts == {"keywords": 200, "clusters": 20, "ideas": 20, "tasks": 20, "content": 20, "images": 40}
     assert estimate.yields == "site"

@@ -26,7 +26,7 @@ from ai.base import (
     KeywordIn,
 )
 from ai.local import LocalProvider
-from ai.local_ideas import CONTENT_TYPES
+from ai.local_ideas import CONTENT_TYPES, intents
 from ai.local_text import sentence_subject
 from shared.demo_data import DEMO_TOPICS, demo_keywords
 
@@ -161,11 +161,13 @@ def test_a_batch_against_fifty_clusters_assigns_every_keyword_once() -> None:
 @pytest.mark.parametrize("topic", ["trail running shoes", "budget travel in japan", "ev home charging"])
 def test_ideas_are_varied_complete_and_untaken(topic: str) -> None:
     cluster, ideas = ideas_for(topic)
-    assert 3 <= len(ideas) <= 5
+    assert len(ideas) == len(intents(cluster.keywords))  # one idea per search intent
+    assert len({idea.primary_keyword for idea in ideas}) == len(ideas)
     titles = [idea.title.casefold() for idea in ideas]
     assert len(set(titles)) == len(titles)
-    assert len({idea.content_type for idea in ideas}) == len(ideas)
+    assert len({idea.content_type for idea in ideas}) == min(len(ideas), len(CONTENT_TYPES))
     for idea in ideas:
+        assert idea.primary_keyword in cluster.keywords and idea.target_keywords[0] == idea.primary_keyword
         assert idea.content_type in CONTENT_TYPES
         assert idea.target_keywords and set(idea.target_keywords) <= set(cluster.keywords)
         assert len(idea.outline) >= 6
@@ -178,7 +180,7 @@ def test_ideas_avoid_taken_titles_case_insensitively() -> None:
     _, first = ideas_for("meal prep")
     taken = frozenset(idea.title.upper() for idea in first)
     _, second = ideas_for("meal prep", taken=taken)
-    assert 3 <= len(second) <= 5
+    assert len(second) == len(first)
     assert not {idea.title.casefold() for idea in second} & {t.casefold() for t in taken}
 
 
@@ -296,3 +298,20 @@ def test_images_reject_bad_input() -> None:
         run(provider.generate_image("something", 0, 288))
     with pytest.raises(InvalidAIOutput):
         run(provider.generate_image("  ", 512, 288))
+
+
+@pytest.mark.parametrize(("keywords", "expected"), [
+    (("espresso grind size",), ["espresso grind size"]),
+    (("best espresso grinders", "espresso grinder guide", "espresso grinder"), ["best espresso grinders"]),
+    (("how to descale a kettle", "kettle descaling", "electric kettle reviews"),
+     ["how to descale a kettle", "kettle descaling", "electric kettle reviews"]),
+])
+def test_keywords_that_ask_for_one_article_are_one_intent(keywords: tuple[str, ...], expected: list[str]) -> None:
+    assert intents(keywords) == expected
+
+
+def test_a_one_keyword_cluster_gets_one_idea_that_targets_it() -> None:
+    cluster = ClusterIn(7, "Rate Lock", "", ("rate lock period",))
+    ideas = run(provider.generate_ideas(cluster, frozenset()))
+    assert [(i.primary_keyword, i.target_keywords) for i in ideas] == [("rate lock period", ("rate lock period",))]
+
