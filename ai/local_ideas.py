@@ -13,41 +13,13 @@ import random
 from datetime import date
 
 from ai.base import ClusterIn, IdeaOut, InvalidAIOutput, OutlineSection
+from ai.intents import intents
 from ai.local_cluster import title_case
 from ai.local_templates import content_types
 from ai.local_text import display_lower, fill, keyword_subject, seeded, sentence_subject
 
 CONTENT_TYPES: tuple[str, ...] = tuple(content_types())  # read (and checked) when the provider is imported
 YEAR = date.today().year
-
-
-# Words that do not change what a searcher wants to read ("best espresso grinder" and "espresso grinders
-# guide" ask for one article).
-FILLER = frozenset({"a", "an", "the", "best", "top", "for", "of", "to", "in", "on", "and", "with", "your", "my",
-                    "guide", "tips", "ideas", "review", "reviews", "explained", "2024", "2025", "2026"})
-
-
-def intent_key(keyword: str) -> frozenset[str]:
-    """The words that decide a keyword's intent: lowercase, filler dropped, plurals and -ing folded."""
-    words = set()
-    for word in keyword.lower().replace("?", " ").split():
-        if word in FILLER:
-            continue
-        for suffix in ("ing", "es", "s"):
-            if len(word) > len(suffix) + 3 and word.endswith(suffix):
-                word = word[: -len(suffix)]
-                break
-        words.add(word)
-    return frozenset(words) or frozenset(keyword.lower().split())
-
-
-def intents(keywords: tuple[str, ...]) -> list[str]:
-    """One keyword per distinct intent, in the cluster's order: the first of the keywords that share
-    an intent key represents them."""
-    chosen: dict[frozenset[str], str] = {}
-    for keyword in keywords:
-        chosen.setdefault(intent_key(keyword), keyword)
-    return list(chosen.values())
 
 
 def _subjects(keywords: tuple[str, ...], topic: str) -> list[str]:

@@ -77,5 +77,9 @@ class ClusteringStage:
             result = await session.execute(
                 update(Keyword).where(Keyword.id.in_(cluster.keyword_ids), *eligible_keywords(ctx.site_id))
                 .values(cluster_id=cluster_id, status="clustered"))
-            clustered += result.rowcount  # type: ignore[attr-defined]
+            joined = result.rowcount  # type: ignore[attr-defined]
+            clustered += joined
+            if joined and cluster.existing_id is not None:  # new keywords, maybe new intents: stage 2 looks again
+                await session.execute(update(Cluster).where(Cluster.id == cluster_id, Cluster.status == "mapped")
+                                      .values(status="reopened"))
         return Written(items_out=created, credits=AutoCluster.credits(clustered))

@@ -1,9 +1,13 @@
-"""Stage 2: clusters -> content ideas (GenerateIdeas). Seed query: status='new' without ideas.
+"""Stage 2: clusters -> content ideas (GenerateIdeas). Seed query: status='new' without ideas, or reopened.
 
 The titles shown to the AI as taken are those the site had when its active run started, not the
 ones this run's other batches wrote a moment ago: what a batch sees then does not depend on which
 batches ran first, and the same input gives the same ideas. Should two of the run's clusters still
 come up with one title, the later writer keeps its idea under the title with its cluster's name.
+
+One idea per search intent: a cluster is shown only the keywords whose intent none of its ideas
+targets yet (`ai.intents.intent_key`), so a cluster that stage 1 reopened because new keywords joined
+it gets ideas for what is new in it and nothing else; a cluster with nothing new gets no AI call.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ClusterIn, IdeaOut, InvalidAIOutput
 from ai.functions import GenerateIdeas
+from ai.intents import intent_key
 from consumers.deps import BatchContext, Deps, Written
 from consumers.relevance import closest, significant_words
 from shared.catalogue import BY_NUMBER
@@ -46,10 +51,16 @@ class IdeasStage:
             .outerjoin(Keyword, Keyword.cluster_id == Cluster.id)
             .where(Cluster.id.in_(item_ids), *eligible_clusters(site_id)).group_by(Cluster.id).order_by(Cluster.id)
         )).all()
-        clusters = [ClusterIn(id=c.id, name=c.name, description=c.description, keywords=tuple(kws or ()))
-                    for c, kws in rows]
-        if not clusters:
+        if not rows:
             return [], frozenset()
+        covered: dict[int, set[frozenset[str]]] = {c.id: set() for c, _ in rows}
+        for cluster_id, primary in (await session.execute(
+                select(ContentIdea.cluster_id, ContentIdea.primary_keyword)
+                .where(ContentIdea.cluster_id.in_(list(covered)), ContentIdea.primary_keyword.is_not(None)))).all():
+            covered[cluster_id].add(intent_key(str(primary)))
+        clusters = [ClusterIn(id=c.id, name=c.name, description=c.description,
+                              keywords=tuple(k for k in kws or () if intent_key(k) not in covered[c.id]))
+                    for c, kws in rows]
         # titles that could clash: the site's titles sharing the most words with the clusters' names
         # (a site-wide list would grow with the site; the unique constraint rejects any clash missed)
         taken = frozenset((await session.scalars(closest(
@@ -61,7 +72,8 @@ class IdeasStage:
     async def generate(self, deps: Deps, inputs: tuple[list[ClusterIn], frozenset[str]]
                        ) -> dict[int, list[IdeaOut]]:
         clusters, taken = inputs
-        return await GenerateIdeas(deps.provider).execute(clusters, taken)
+        ideas = await GenerateIdeas(deps.provider).execute([c for c in clusters if c.keywords], taken)
+        return {c.id: ideas.get(c.id, []) for c in clusters}
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: tuple[list[ClusterIn], frozenset[str]],
                     outputs: dict[int, list[IdeaOut]]) -> Written:
@@ -83,15 +95,18 @@ class IdeasStage:
                 row["title"] = f"{row['title'][:300 - len(cluster.name) - 3]} ({cluster.name})"[:300]
             if clashed:
                 inserted |= await _insert_ideas(session, clashed)
-            if not inserted:
+            if rows and not inserted:
                 raise InvalidAIOutput(f"every idea title for cluster {cluster.id} is already taken")
             cluster.status = "mapped"
             created += len(inserted)
-        return Written(items_out=created, credits=GenerateIdeas.credits(len(locked)))
+        asked = {c.id for c in inputs[0] if c.keywords}  # a cluster with nothing new cost no AI call
+        return Written(items_out=created, credits=GenerateIdeas.credits(sum(1 for c in locked if c.id in asked)))
 
 
 async def _insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
     """Insert the ideas whose titles are free; returns the titles inserted."""
+    if not rows:  # `values([])` would insert one row of defaults
+        return set()
     return set((await session.scalars(
         insert(ContentIdea).values(rows).on_conflict_do_nothing(index_elements=["site_id", "title"])
         .returning(ContentIdea.title))).all())

@@ -41,7 +41,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(1, "keywords → clusters", "keywords", "clusters", 20, 1, 5, "AutoCluster",
           "keywords with status 'new', no cluster, not disabled"),
     Stage(2, "clusters → ideas", "clusters", "ideas", 1, 2, 1, "GenerateIdeas",
-          "clusters with status 'new' and no ideas yet"),
+          "clusters with status 'new' and no ideas yet, or reopened"),
     Stage(3, "ideas → tasks", "ideas", "tasks", 20, 0, 1, None, "ideas with status 'new'"),
     Stage(4, "tasks → content", "tasks", "content", 1, 5, 1, "GenerateContent",
           "tasks with status 'queued' and no content"),

@@ -170,7 +170,7 @@ class Cluster(Base):
     __tablename__ = "clusters"
     __table_args__ = (
         UniqueConstraint("site_id", "name"),
-        CheckConstraint("status IN ('new', 'mapped')", name="cluster_status_known"),
+        CheckConstraint("status IN ('new', 'mapped', 'reopened')", name="cluster_status_known"),
         # trigram index for stage 1's word matching (consumers/relevance.py), migration 0005
         Index("clusters_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"},
               postgresql_with={"fastupdate": "off"}),

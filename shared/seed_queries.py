@@ -3,7 +3,7 @@ writing (an item may have changed since it was planned)."""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalogue import BATCH_STAGES
@@ -16,7 +16,10 @@ def eligible_keywords(site_id: int) -> tuple[ColumnElement[bool], ...]:
 
 
 def eligible_clusters(site_id: int) -> tuple[ColumnElement[bool], ...]:
-    return (Cluster.site_id == site_id, Cluster.status == "new", ~exists().where(ContentIdea.cluster_id == Cluster.id))
+    # the seed's: new and without ideas; and ours: reopened by stage 1, which added keywords whose intents
+    # may need articles of their own
+    no_ideas = ~exists().where(ContentIdea.cluster_id == Cluster.id)
+    return Cluster.site_id == site_id, or_((Cluster.status == "new") & no_ideas, Cluster.status == "reopened")
 
 
 def eligible_ideas(site_id: int) -> tuple[ColumnElement[bool], ...]:

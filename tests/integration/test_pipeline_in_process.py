@@ -305,6 +305,38 @@ async def test_a_run_that_cannot_pay_for_the_rest_pauses_before_the_stage_with_t
     assert outcome["tasks_without_one_content"] == 0 and outcome["content_in_review"] == outcome["tasks"] > 0
 
 
+async def test_keywords_added_later_get_ideas_for_their_new_intents_only(deps, make_site):
+    from ai.intents import intent_key
+    from shared.accounts import add_keywords
+    from shared.demo_data import demo_keywords, keyword_volume
+
+    site = await make_site(keywords=40)
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site.id))
+    await bus.pump()
+    async with deps.sessions() as session, session.begin():
+        before = {i.id: (i.cluster_id, i.primary_keyword) for i in (await session.scalars(
+            select(ContentIdea).where(ContentIdea.site_id == site.id))).all()}
+        more = [(k, keyword_volume(k)) for k, _ in demo_keywords(70)[40:]]
+        more += [("best " + primary + " guide", 10) for _, primary in list(before.values())[:5]]  # same intents
+        await add_keywords(session, site, more)
+    await bus.send(StartRun(site_id=site.id))
+    await bus.pump()
+    async with deps.sessions() as session:
+        ideas = (await session.scalars(select(ContentIdea).where(ContentIdea.site_id == site.id))).all()
+        runs = (await session.scalars(select(AutomationRun).where(AutomationRun.site_id == site.id))).all()
+    assert [r.status for r in runs] == ["completed", "completed"]
+    added = [i for i in ideas if i.id not in before]
+    assert added  # the new keywords' intents got articles, in clusters old and new
+    assert any(i.cluster_id in {c for c, _ in before.values()} for i in added)
+    per_cluster: dict[int, set[frozenset[str]]] = {}
+    for idea in ideas:  # no cluster targets one intent twice, across both runs
+        key = intent_key(idea.primary_keyword)
+        assert key not in per_cluster.setdefault(idea.cluster_id, set()), idea.primary_keyword
+        per_cluster[idea.cluster_id].add(key)
+    assert len(ideas) <= 75  # at most one idea per keyword
+
+
 async def test_accounts_and_sites_are_created_with_default_config(sessions):
     async with sessions() as session, session.begin():
         account = await create_account(session, "defaults-check", 10)

@@ -25,8 +25,9 @@ from ai.base import (
     InvalidAIOutput,
     KeywordIn,
 )
+from ai.intents import intents
 from ai.local import LocalProvider
-from ai.local_ideas import CONTENT_TYPES, intents
+from ai.local_ideas import CONTENT_TYPES
 from ai.local_text import sentence_subject
 from shared.demo_data import DEMO_TOPICS, demo_keywords
 
