@@ -49,7 +49,7 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 
 @app.command()
 def consume(
-    process: str = typer.Argument(..., help="control, or stage1 ... stage7"),
+    process: str = typer.Argument(..., help="control, stage1 ... stage7, or publish"),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, max=256,
                                     help="Messages processed at once (default AUTOMATION_CONCURRENCY)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -100,6 +100,14 @@ def api(host: str = typer.Option("0.0.0.0"), port: int = typer.Option(8000, min=
     _logging()
     settings = get_settings()
     uvicorn.run(create_app(settings, asyncapi_document(settings)), host=host, port=port, log_level="info")
+
+
+@app.command("secret-key")
+def secret_key() -> None:
+    """Print a new random key for AUTOMATION_SECRET_KEY (encrypts the publish targets' passwords)."""
+    from shared.secrets import new_secret_key
+
+    typer.echo(new_secret_key())
 
 
 @app.command("scheduler")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from pydantic import SecretStr
 
 from consumers.app import PROCESSES
 from shared.settings import Settings
@@ -24,7 +25,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process see `settings`."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        env[f"AUTOMATION_{name.upper()}"] = str(value)
+        env[f"AUTOMATION_{name.upper()}"] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
     return env
 
 

@@ -21,7 +21,7 @@ from faststream.context import ContextRepo
 from faststream.rabbit import Channel, RabbitBroker
 
 from ai import make_provider
-from consumers import run_control
+from consumers import publish, run_control
 from consumers.batches import process_batch
 from consumers.deps import Deps
 from consumers.planning import plan_stage as plan_batches
@@ -31,7 +31,7 @@ from consumers.watchdog import watch_forever
 from shared.automation_logger import AutomationLogger
 from shared.catalogue import STAGE_NUMBERS
 from shared.db import make_engine, make_sessionmaker
-from shared.events import ControlCommand, PauseRun, ProcessBatch, ResumeRun, StagePlanTrigger
+from shared.events import ControlCommand, PauseRun, ProcessBatch, PublishContent, ResumeRun, StagePlanTrigger
 from shared.health import broker_check, database_check, ops_server
 from shared.messaging import FAILURES, FailureRouter, PoisonMessage, make_broker
 from shared.metrics import BATCH_SECONDS, PIPELINE_STATE, REGISTRY, counted
@@ -41,7 +41,7 @@ from shared.settings import Settings
 from shared.topology import Topology, declare_topology
 
 log = logging.getLogger("automation.consumer")
-PROCESSES = ("control", *(f"stage{n}" for n in STAGE_NUMBERS))
+PROCESSES = ("control", *(f"stage{n}" for n in STAGE_NUMBERS), "publish")
 # Batch messages a stage process holds per slot of its concurrency. With exactly one, a freed
 # slot waits for its ack to reach the broker and the next message to come back (tens of ms on a
 # busy host, a sixth of the slots' time at 200 ms calls); with two, the next one is already here.
@@ -100,22 +100,40 @@ def subscribe_stage(broker: RabbitBroker, topology: Topology, stage: int, concur
                     await process_batch(deps, command, STAGE_WORK[stage])
 
 
+def subscribe_publish(broker: RabbitBroker, topology: Topology, concurrency: int) -> None:
+    queue = topology.publish_queue()
+
+    @broker.subscriber(topology.consumed(queue), channel=Channel(prefetch_count=concurrency), title="publish",
+                       description=f"Publishes approved articles; the queue is bound to "
+                                   f"{', '.join(topology.keys_of(queue))}.")
+    async def on_publish(command: PublishContent, deps: ProcessDeps) -> None:
+        with counted("publish", "publish"):
+            await publish.publish(deps, command)
+
+
 def subscribe(broker: RabbitBroker, topology: Topology, process: str, concurrency: int) -> None:
-    """Subscribe the handlers of one consumer process (`control`, `stage1` ... `stage7`)."""
+    """Subscribe the handlers of one consumer process (`control`, `stage1` ... `stage7`, `publish`)."""
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; expected one of {', '.join(PROCESSES)}")
     if process == "control":
         subscribe_control(broker, topology, concurrency)
+    elif process == "publish":
+        subscribe_publish(broker, topology, concurrency)
     else:
         subscribe_stage(broker, topology, int(process.removeprefix("stage")), concurrency)
 
 
-def consumer_context(deps: Deps, broker: RabbitBroker, topology: Topology) -> ContextRepo:
+def consumer_context(deps: Deps, broker: RabbitBroker, topology: Topology, process: str = "control") -> ContextRepo:
     """The FastStream context of a consumer: the `Deps` its handlers take, and the failure routing its
-    failure middleware uses, whose last resort fails the message's run and whose retries are logged."""
-    failures = FailureRouter(deps.settings, topology, broker,
-                             on_exhausted=partial(run_control.fail_run_for_message, deps),
-                             on_retry=partial(run_control.log_retry, deps))
+    failure middleware uses. For the pipeline's processes the last resort fails the message's run and
+    retries are written to the run's log; for publishing, the publication ends failed and shows the retries."""
+    if process == "publish":
+        failures = FailureRouter(deps.settings, topology, broker, on_exhausted=partial(publish.mark_failed, deps),
+                                 on_retry=partial(publish.note_retry, deps))
+    else:
+        failures = FailureRouter(deps.settings, topology, broker,
+                                 on_exhausted=partial(run_control.fail_run_for_message, deps),
+                                 on_retry=partial(run_control.log_retry, deps))
     return ContextRepo({DEPS: deps, FAILURES: failures})
 
 
@@ -133,7 +151,7 @@ def build_app(process: str, settings: Settings, concurrency: int | None = None) 
     deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
                 provider=make_provider(settings), relay=relay,
                 worker_id=f"{process}@{socket.gethostname()}:{os.getpid()}")
-    app = FastStream(broker, context=consumer_context(deps, broker, topology))
+    app = FastStream(broker, context=consumer_context(deps, broker, topology, process))
     ops = ops_server(settings, {"database": database_check(engine), "broker": broker_check(broker)})
     tasks: list[asyncio.Task[None]] = []
 

@@ -156,6 +156,28 @@ class RunStateChanged(Message):
     reason: str | None = None
 
 
+class PublishContent(Message):
+    """Ask the publish consumer to put one article on one target (create its post, or update it)."""
+
+    type: Literal["content.publish"] = "content.publish"
+    publication_id: int = Field(gt=0, le=INT8_MAX, description="The publication (article x target) to publish.")
+    content_id: int = Field(gt=0, le=INT4_MAX)
+    revision: int = Field(ge=1, le=INT4_MAX, description="The content revision to publish (a later one wins).")
+
+
+class PublicationChanged(Message):
+    """An article was published (or updated) on a target, or publishing it failed for good."""
+
+    type: Literal["content.published", "content.publish_failed"]
+    publication_id: int
+    content_id: int
+    site_id: int
+    target_id: int
+    remote_id: int | None = None
+    remote_url: str | None = None
+    error: str | None = None
+
+
 def planned_stage(trigger: RequestStage | StageCompleted) -> int:
     """The stage a plan trigger asks for: N+1 after `stage.N.completed`, N for `stage.N.requested`."""
     return trigger.stage + 1 if isinstance(trigger, StageCompleted) else trigger.stage

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from sqlalchemy import CheckConstraint, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.article_html import (
@@ -50,7 +50,7 @@ from shared.article_html import (
     place_images_markdown,
 )
 from shared.media import image_path
-from shared.models import AutomationRun, Base, Cluster, Content, ContentIdea, Image, Keyword, Site, Task
+from shared.models import CONTENT_STATUSES, AutomationRun, Cluster, Content, ContentIdea, Image, Keyword, Site, Task
 
 Format = Literal["markdown", "html"]
 FORMATS: tuple[Format, ...] = ("markdown", "html")
@@ -60,15 +60,6 @@ _ID_CHUNK = 5000  # ids per IN (...) when matching a selection
 _INT4_MAX = 2**31 - 1
 
 
-def _content_statuses() -> tuple[str, ...]:
-    """The statuses `content.status` may hold, read from the model's check constraint (one source)."""
-    for constraint in Base.metadata.tables["content"].constraints:
-        if isinstance(constraint, CheckConstraint) and constraint.name == "content_status_known":
-            return tuple(re.findall(r"'([^']+)'", str(constraint.sqltext)))
-    raise RuntimeError("shared.models.Content has no content_status_known check constraint")
-
-
-CONTENT_STATUSES: tuple[str, ...] = _content_statuses()
 
 
 class NothingToExport(LookupError):

@@ -31,6 +31,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shared.catalogue import DEFAULT_BATCH_SIZES
 
 ACTIVE_RUN_STATUSES = ("running", "paused")
+# review -> approved -> published, or rejected; publish_failed until a publish succeeds.
+CONTENT_STATUSES = ("draft", "review", "approved", "rejected", "published", "publish_failed")
 
 
 class Base(DeclarativeBase):
@@ -83,6 +85,11 @@ class AutomationConfig(Base):
     stage_4_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[4])
     stage_5_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[5])
     stage_6_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[6])
+    auto_publish: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"),
+                                               doc="Approved content is published at once to the site's targets.")
+    skip_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"),
+                                              doc="Stage 7 approves content itself (and, with auto_publish, "
+                                                  "publishes it) instead of leaving it in review.")
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # when enable/frequency/time/timezone last changed: slots before it are never "missed"
@@ -222,7 +229,7 @@ class Task(Base):
 class Content(Base):
     __tablename__ = "content"
     __table_args__ = (
-        CheckConstraint("status IN ('draft', 'review', 'published')", name="content_status_known"),
+        CheckConstraint(f"status IN ({', '.join(repr(s) for s in CONTENT_STATUSES)})", name="content_status_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -237,7 +244,86 @@ class Content(Base):
     sections: Mapped[list[Any]] = mapped_column(JSONB, default=list)
     word_count: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="draft")
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1",
+                                          doc="Goes up with every edit; a publication records the one it sent.")
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+
+
+class ContentChange(Base):
+    """One review action on an article (approve, reject, edit, publish and its outcome): who, when, what."""
+
+    __tablename__ = "content_changes"
+    __table_args__ = (Index("changes_by_content", "content_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("content.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = _created()
+
+
+class PublishTarget(Base):
+    """Where a site's articles are published: a WordPress site reached with an application password,
+    which is stored encrypted (`shared.secrets`) and never returned."""
+
+    __tablename__ = "publish_targets"
+    __table_args__ = (
+        UniqueConstraint("site_id", "name"),
+        CheckConstraint("kind IN ('wordpress')", name="target_kind_known"),
+        CheckConstraint("post_status IN ('draft', 'publish', 'future')", name="target_post_status_known"),
+        CheckConstraint("schedule_spacing_minutes BETWEEN 1 AND 43200", name="target_spacing_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="wordpress")
+    kind: Mapped[str] = mapped_column(String(16), default="wordpress")
+    base_url: Mapped[str] = mapped_column(String(500))
+    username: Mapped[str] = mapped_column(String(200))
+    secret_ciphertext: Mapped[str] = mapped_column(Text)
+    post_status: Mapped[str] = mapped_column(String(16), default="draft")
+    schedule_spacing_minutes: Mapped[int] = mapped_column(Integer, default=1440, server_default="1440")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+
+
+class Publication(Base):
+    """One article on one target: the remote post it became, so every later publish updates that post."""
+
+    __tablename__ = "publications"
+    __table_args__ = (
+        UniqueConstraint("content_id", "target_id"),
+        CheckConstraint("status IN ('queued', 'published', 'failed')", name="publication_status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("content.id", ondelete="CASCADE"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("publish_targets.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    revision: Mapped[int] = mapped_column(Integer, doc="The content revision asked for.")
+    published_revision: Mapped[int | None] = mapped_column(Integer)
+    remote_id: Mapped[int | None] = mapped_column(BigInteger)
+    remote_url: Mapped[str | None] = mapped_column(String(1000))
+    media: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict,
+                                                  doc="Image id -> [remote media id, URL], uploaded once each.")
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    create_started_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="Set before the remote post is created: a crash before its id is stored "
+        "leaves this, and the next attempt looks the post up instead of creating a second one.")
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    requested_at: Mapped[datetime] = _created()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Image(Base):

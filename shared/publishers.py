@@ -20,6 +20,8 @@ from shared.events import (
     Message,
     PauseRun,
     ProcessBatch,
+    PublicationChanged,
+    PublishContent,
     RequestStage,
     ResumeRun,
     RunRejected,
@@ -31,7 +33,7 @@ from shared.topology import Topology
 
 # Every message type of the contract; `tests/unit/test_asyncapi.py` checks none of `shared.events` is missing.
 EMITTED: tuple[type[Message], ...] = (StartRun, PauseRun, ResumeRun, RequestStage, ProcessBatch, StageCompleted,
-                                      RunRejected, RunStateChanged)
+                                      RunRejected, RunStateChanged, PublishContent, PublicationChanged)
 
 COMMANDS = {
     "run.start": "Start a run for a site. Published by the main app (client library, API) and the scheduler.",
@@ -51,6 +53,13 @@ def describe(key: str) -> str:
         return f"{COMMANDS[key]} Run control takes it."
     if key == "run.rejected":
         return "Run control refused a run.start; `reason` says why. For the main app; no consumer here."
+    if key == "content.publish":
+        return ("Publish one approved article on one of its site's targets (create its post, or update the one it "
+                "has). Published by the API (review actions, auto-publish) and stage 7 (skip review); taken by any "
+                "replica of the publish consumer.")
+    if key.startswith("content."):
+        outcome = "was published or updated" if key == "content.published" else "could not be published (for good)"
+        return f"An article {outcome} on a target. Published by the publish consumer. For the main app."
     if key.startswith("run."):
         return (f"A run {key.removeprefix('run.')}. Published by whoever changed the run's state (run control, "
                 "stage 7, a batch out of credits, the watchdog). For the main app; no consumer here.")

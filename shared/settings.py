@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -82,6 +82,14 @@ class Settings(BaseSettings):
         5.0, gt=0, le=300,
         description="How often the control and API processes reread the pipeline-state gauges from the database.",
     )
+
+    secret_key: SecretStr = Field(
+        SecretStr(""),
+        description="Encrypts the publish targets' credentials at rest (any long random string; "
+        "`automation secret-key` prints one). Without it, publish targets cannot be saved.",
+    )
+    publish_timeout_seconds: float = Field(30.0, gt=0, le=600, description="Timeout of one request to a "
+                                           "publish target (WordPress).")
 
     @model_validator(mode="after")
     def _stall_after_retries(self) -> Settings:

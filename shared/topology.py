@@ -83,6 +83,9 @@ class Topology:
     def batch_queue(self, stage: int) -> RabbitQueue:
         return self._queue(f"stage{stage}.batch")
 
+    def publish_queue(self) -> RabbitQueue:
+        return self._queue("publish")
+
     def retry_queue(self, tier: int) -> RabbitQueue:
         """Tier k holds a message for retry_delays_seconds[k], then sends it back to the exchange."""
         delay_ms = int(self.retry_delays_seconds[tier] * 1000)
@@ -103,6 +106,7 @@ class Topology:
                 pairs.append((self.plan_queue(stage), f"stage.{stage - 1}.completed"))
         for stage in BATCH_STAGES:
             pairs.append((self.batch_queue(stage), f"stage.{stage}.batch"))
+        pairs.append((self.publish_queue(), "content.publish"))
         return pairs
 
 

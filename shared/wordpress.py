@@ -16,7 +16,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, TypedDict
 
@@ -242,6 +242,21 @@ class WordPressClient:
         if not isinstance(post, dict) or post.get("status") == "trash":
             return None
         return post
+
+    async def find_post(self, title: str, slug: str, since: datetime) -> tuple[int, str] | None:
+        """A post with this exact title and slug (or the slug WordPress made unique from it, `slug-2`)
+        changed since `since`: how a publisher that crashed between creating a post and storing its id
+        finds that post instead of creating a second one."""
+        after = since.astimezone(UTC).replace(tzinfo=None) - timedelta(seconds=5)
+        posts = await self._request("GET", "wp/v2/posts", params={
+            "context": "edit", "status": "any", "search": title[:100], "per_page": "100",
+            "modified_after": after.isoformat(timespec="seconds")})
+        unique = re.compile(rf"^{re.escape(slug)}(?:-\d+)?$")
+        for post in posts if isinstance(posts, list) else []:
+            raw_title = (post.get("title") or {}).get("raw", "")
+            if raw_title == title and unique.match(str(post.get("slug") or post.get("generated_slug") or "")):
+                return int(post["id"]), str(post["link"])
+        return None
 
     # -- HTTP --------------------------------------------------------------------------------------------------
 

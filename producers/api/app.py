@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from producers.api import export_routes
+from producers.api.review_routes import router as review_router
 from producers.api.routes import router
 from producers.client import AutomationClient
 from producers.dashboard import routes as dashboard
@@ -49,6 +51,8 @@ def create_app(settings: Settings, contract: dict[str, Any] | None = None) -> Fa
                   description="Run control, configuration, history and logs of the automation pipeline. "
                               "Every request needs an account API key in the X-API-Key header.")
     app.include_router(router)
+    app.include_router(review_router)
+    app.include_router(export_routes.router)
     app.include_router(dashboard.api_router)
     app.include_router(dashboard.page_router)
     app.mount("/automation/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")

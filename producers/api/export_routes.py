@@ -27,14 +27,13 @@ from producers.api.auth import UNAUTHORIZED, current_account, request_session
 from producers.api.schemas import Refusal
 from shared.events import INT4_MAX, RUN_ID_PATTERN
 from shared.export import (
-    CONTENT_STATUSES,
     NothingToExport,
     export_articles,
     run_content_ids,
     safe_slug,
     site_content_ids,
 )
-from shared.models import Account
+from shared.models import CONTENT_STATUSES, Account
 
 MAX_IDS = 1000
 READ_CHUNK = 256 * 1024

@@ -27,6 +27,7 @@ def config_out(site: Site, config: AutomationConfig) -> ConfigOut:
         site_id=site.id, is_enabled=config.is_enabled, frequency=config.frequency,
         scheduled_time=config.scheduled_time.strftime("%H:%M"), timezone=site.timezone,
         last_run_at=config.last_run_at, next_run_at=config.next_run_at,
+        auto_publish=config.auto_publish, skip_review=config.skip_review,
         **{f"stage_{n}_batch_size": config.batch_size(n) for n in DEFAULT_BATCH_SIZES})
 
 

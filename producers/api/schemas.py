@@ -24,6 +24,8 @@ class ConfigOut(BaseModel):
     stage_4_batch_size: int
     stage_5_batch_size: int
     stage_6_batch_size: int
+    auto_publish: bool = Field(description="Approved content is published at once to the site's publish targets.")
+    skip_review: bool = Field(description="Stage 7 approves the run's content itself and queues it for publishing.")
     last_run_at: datetime | None
     next_run_at: datetime | None
 
@@ -43,6 +45,9 @@ class ConfigUpdate(BaseModel):
     stage_4_batch_size: int | None = BatchSize
     stage_5_batch_size: int | None = BatchSize
     stage_6_batch_size: int | None = BatchSize
+    auto_publish: bool | None = Field(None, description="Publish approved content at once.")
+    skip_review: bool | None = Field(None, description="Let stage 7 approve the run's content (no human review) "
+                                     "and hand it to publishing. Off unless set explicitly.")
 
     @field_validator("timezone")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -21,7 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from producers.api.auth import UNAUTHORIZED, current_account, request_session
 from producers.api.schemas import Refusal
 from shared.media import image_path
-from shared.models import Account, Content, ContentIdea, Image, Site, Task
+from shared.models import (
+    CONTENT_STATUSES,
+    Account,
+    Content,
+    ContentChange,
+    ContentIdea,
+    Image,
+    Publication,
+    PublishTarget,
+    Site,
+    Task,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 STATIC_DIR = PACKAGE_DIR / "static"
@@ -60,6 +71,7 @@ class ReviewItem(BaseModel):
     id: int
     title: str
     primary_keyword: str | None = Field(description="The keyword (search intent) the article targets.")
+    status: str
     word_count: int
     images: int
     created_at: str
@@ -67,8 +79,31 @@ class ReviewItem(BaseModel):
 
 class Review(BaseModel):
     site_id: int
-    total: int
+    status: str
+    total: int = Field(description="How many match (all pages).")
+    offset: int
     items: list[ReviewItem]
+    counts: dict[str, int] = Field(description="The site's articles per status.")
+
+
+class ChangeOut(BaseModel):
+    actor: str
+    action: str
+    reason: str | None
+    changes: dict[str, object]
+    at: str
+
+
+class PublicationOut(BaseModel):
+    target: str
+    status: str = Field(description="queued, published or failed.")
+    remote_id: int | None
+    url: str | None
+    up_to_date: bool = Field(description="The post shows the article's latest revision.")
+    attempts: int
+    error: str | None
+    scheduled_for: str | None
+    published_at: str | None
 
 
 class ImageOut(BaseModel):
@@ -92,9 +127,15 @@ class ContentOut(BaseModel):
     slug: str
     primary_keyword: str | None = Field(description="The keyword (search intent) the article targets.")
     status: str
+    revision: int
+    rejection_reason: str | None
+    reviewed_by: str | None
     word_count: int
     html: str
+    markdown: str
     images: list[ImageOut]
+    changes: list[ChangeOut] = Field(description="Review actions, newest first.")
+    publications: list[PublicationOut]
 
 
 async def _owned_content(session: AsyncSession, account: Account, content_id: int) -> Content:
@@ -115,23 +156,39 @@ async def sites(account: AccountDep, session: SessionDep) -> Sites:
     return Sites(sites=[SiteOut(id=s.id, name=s.name, timezone=s.timezone) for s in rows])
 
 
+ReviewStatus = Literal["review", "approved", "rejected", "published", "publish_failed", "all"]
+
+
 @api_router.get("/review/", response_model=Review, responses={404: {"model": Refusal}})
 async def review(site_id: SiteId, account: AccountDep, session: SessionDep,
-                 limit: Annotated[int, Query(ge=1, le=200, description="How many, newest first.")] = 50) -> Review:
+                 status: Annotated[ReviewStatus, Query(description="Which articles; all: every status.")] = "review",
+                 q: Annotated[str | None, Query(max_length=200, description="Words in the title or keyword.")] = None,
+                 limit: Annotated[int, Query(ge=1, le=200, description="How many, newest first.")] = 50,
+                 offset: Annotated[int, Query(ge=0, le=1_000_000, description="How many to skip.")] = 0) -> Review:
     site = await session.scalar(select(Site).where(Site.id == site_id, Site.account_id == account.id))
     if site is None:
         raise HTTPException(404, f"site {site_id} not found")
-    waiting = (Content.site_id == site.id) & (Content.status == "review")
-    total = await session.scalar(select(func.count()).select_from(Content).where(waiting)) or 0
+    chosen = (Content.site_id == site.id) & (Content.status != "draft")
+    if status != "all":
+        chosen &= Content.status == status
+    if q and q.strip():
+        pattern = "%" + q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        chosen &= Content.title.ilike(pattern) | ContentIdea.primary_keyword.ilike(pattern)
+    base = select(Content.id).join(Task, Task.id == Content.task_id).join(ContentIdea, ContentIdea.id == Task.idea_id)
+    total = await session.scalar(select(func.count()).select_from(base.where(chosen).subquery())) or 0
     images = (select(func.count()).select_from(Image).where(Image.content_id == Content.id)
               .correlate(Content).scalar_subquery())
     rows = (await session.execute(
-        select(Content.id, Content.title, Content.word_count, Content.created_at, images, ContentIdea.primary_keyword)
+        select(Content.id, Content.title, Content.word_count, Content.created_at, images, ContentIdea.primary_keyword,
+               Content.status)
         .join(Task, Task.id == Content.task_id).join(ContentIdea, ContentIdea.id == Task.idea_id)
-        .where(waiting).order_by(Content.id.desc()).limit(limit))).all()
-    return Review(site_id=site.id, total=total, items=[
-        ReviewItem(id=r[0], title=r[1], word_count=r[2], created_at=r[3].isoformat(), images=r[4], primary_keyword=r[5])
-        for r in rows])
+        .where(chosen).order_by(Content.id.desc()).limit(limit).offset(offset))).all()
+    counts = dict((await session.execute(select(Content.status, func.count()).where(Content.site_id == site.id)
+                                         .group_by(Content.status))).all())
+    return Review(site_id=site.id, status=status, total=total, offset=offset,
+                  counts={name: int(counts.get(name, 0)) for name in CONTENT_STATUSES if name != "draft"},
+                  items=[ReviewItem(id=r[0], title=r[1], word_count=r[2], created_at=r[3].isoformat(), images=r[4],
+                                    primary_keyword=r[5], status=r[6]) for r in rows])
 
 
 @api_router.get("/content/{content_id}", response_model=ContentOut, responses={404: {"model": Refusal}})
@@ -141,10 +198,23 @@ async def content(content_id: ContentId, account: AccountDep, session: SessionDe
                                     .order_by(Image.position, Image.id))).all()
     primary = await session.scalar(select(ContentIdea.primary_keyword).join(Task, Task.idea_id == ContentIdea.id)
                                    .where(Task.id == item.task_id))
+    changes = (await session.scalars(select(ContentChange).where(ContentChange.content_id == item.id)
+                                     .order_by(ContentChange.id.desc()).limit(100))).all()
+    publications = (await session.execute(
+        select(Publication, PublishTarget.name).join(PublishTarget, PublishTarget.id == Publication.target_id)
+        .where(Publication.content_id == item.id).order_by(Publication.target_id))).all()
     return ContentOut(
         id=item.id, site_id=item.site_id, title=item.title, meta_title=item.meta_title,
         meta_description=item.meta_description, slug=item.slug, primary_keyword=primary, status=item.status,
-        word_count=item.word_count,
+        revision=item.revision, rejection_reason=item.rejection_reason, reviewed_by=item.reviewed_by,
+        word_count=item.word_count, markdown=item.markdown,
+        changes=[ChangeOut(actor=c.actor, action=c.action, reason=c.reason, changes=c.changes,
+                           at=c.created_at.isoformat()) for c in changes],
+        publications=[PublicationOut(
+            target=name, status=p.status, remote_id=p.remote_id, url=p.remote_url,
+            up_to_date=p.published_revision == item.revision, attempts=p.attempts, error=p.last_error,
+            scheduled_for=p.scheduled_for.isoformat() if p.scheduled_for else None,
+            published_at=p.published_at.isoformat() if p.published_at else None) for p, name in publications],
         html=item.html, images=[ImageOut(id=i.id, kind=i.kind, position=i.position, prompt=i.prompt, section=i.section,
                                          status=i.status, width=i.width, height=i.height, url=_image_url(item.id, i))
                                 for i in images])

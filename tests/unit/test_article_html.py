@@ -23,7 +23,8 @@ from shared.article_html import (
     place_images_markdown,
     section_key,
 )
-from shared.export import CONTENT_STATUSES, front_matter, safe_slug, yaml_string
+from shared.export import front_matter, safe_slug, yaml_string
+from shared.models import CONTENT_STATUSES
 
 MARKDOWN = MarkdownIt("commonmark")  # raw HTML on: a prompt that got through as markup would show here
 HOSTILE = '"><script>alert(1)</script><img src=x onerror=alert(2)>'

@@ -18,7 +18,8 @@ from shared.topology import Topology
 MODELS = sorted((m for m in vars(events).values()
                  if isinstance(m, type) and issubclass(m, events.Message) and m is not events.Message),
                 key=lambda m: m.__name__)
-TAKEN_BY_CONSUMERS = {"StartRun", "PauseRun", "ResumeRun", "RequestStage", "StageCompleted", "ProcessBatch"}
+TAKEN_BY_CONSUMERS = {"StartRun", "PauseRun", "ResumeRun", "RequestStage", "StageCompleted", "ProcessBatch",
+                      "PublishContent"}
 SETTINGS = Settings(queue_prefix="contract")
 
 
@@ -84,3 +85,4 @@ def test_every_consumer_queue_is_subscribed_with_the_messages_it_takes(document:
     assert payloads(document, received[topology.control_queue().name]) == {"StartRun", "PauseRun", "ResumeRun"}
     assert payloads(document, received[topology.plan_queue(4).name]) == {"RequestStage", "StageCompleted"}
     assert payloads(document, received[topology.batch_queue(4).name]) == {"ProcessBatch"}
+    assert payloads(document, received[topology.publish_queue().name]) == {"PublishContent"}
