@@ -1,5 +1,6 @@
 """The watchdog, run by the control process: recovers batches whose consumer died, re-requests
-the stage of runs that have nothing in flight, and fails runs that stopped making progress.
+the stage of runs that have nothing in flight, fails runs that stopped making progress, and
+re-sends publish requests that have been queued too long.
 Every action is written to the run's log. Every time is the database's clock.
 
 Why the re-request: a message whose retries ran out is dead-lettered and its run failed, but
@@ -21,8 +22,8 @@ from sqlalchemy import exists, func, or_, select, update
 from consumers.deps import Deps
 from consumers.planning import now
 from shared.automation_logger import RunRef
-from shared.events import ProcessBatch, RequestStage, RunStateChanged
-from shared.models import AutomationRun, Site, StageBatch
+from shared.events import ProcessBatch, PublishContent, RequestStage, RunStateChanged
+from shared.models import AutomationRun, Publication, Site, StageBatch
 from shared.outbox import add_events
 
 log = logging.getLogger("automation.watchdog")
@@ -100,6 +101,27 @@ async def nudge_stalled_runs(deps: Deps) -> int:
     return len(stalled)
 
 
+async def resend_stalled_publications(deps: Deps) -> int:
+    """Re-send `content.publish` for publications still queued `stall_seconds` after their request.
+
+    Their message is gone when the last resort could not mark them failed (the database was away when
+    the retries ran out). A copy sent while the original is still being worked on is harmless: it
+    finds the publication locked, or already published, and does nothing."""
+    stall = timedelta(seconds=deps.settings.stall_seconds)
+    async with deps.sessions() as session, session.begin():
+        stalled = (await session.scalars(
+            select(Publication).where(Publication.status == "queued", Publication.requested_at < func.now() - stall)
+            .with_for_update(skip_locked=True).limit(1000))).all()
+        for publication in stalled:
+            publication.requested_at = func.now()
+            add_events(session, PublishContent(publication_id=publication.id, content_id=publication.content_id,
+                                               revision=publication.revision))
+    if stalled:
+        deps.relay.wake()
+        log.warning("re-sent %d publish requests queued for more than %d s", len(stalled), stall.seconds)
+    return len(stalled)
+
+
 async def watch_forever(deps: Deps) -> None:
     """One pass every `watchdog_interval_seconds`; a failed pass is logged and retried."""
     while True:
@@ -108,6 +130,7 @@ async def watch_forever(deps: Deps) -> None:
             await reissue_expired_batches(deps)
             await fail_stale_runs(deps)
             await nudge_stalled_runs(deps)
+            await resend_stalled_publications(deps)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,7 +46,8 @@ async def request_publish(session: AsyncSession, content: Content, actor: str,
                   "attempts": 0, "last_error": None, "requested_by": actor, "media": {}}
         statement = insert(Publication).values(**values).on_conflict_do_update(
             index_elements=["content_id", "target_id"],
-            set_={key: values[key] for key in ("status", "revision", "attempts", "last_error", "requested_by")})
+            set_={**{key: values[key] for key in ("status", "revision", "attempts", "last_error", "requested_by")},
+                  "requested_at": func.now()})
         publication_id = await session.scalar(statement.returning(Publication.id))
         assert publication_id is not None
         publication = await session.get(Publication, publication_id, populate_existing=True)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 
 from consumers import publish as publisher
+from consumers.watchdog import resend_stalled_publications
 from shared.events import PublishContent, StartRun
 from shared.messaging import PoisonMessage
-from shared.models import Content, Publication, PublishTarget
+from shared.models import Content, OutboxMessage, Publication, PublishTarget
 from shared.publishing import request_publish
 from shared.review import Edit, approve, edit, reject
 from shared.secrets import encrypt
@@ -176,3 +177,20 @@ async def test_forged_stale_and_rejected_messages_publish_nothing(publishing_dep
     stale = newer.model_copy(update={"revision": newer.revision - 1}) if newer.revision > 1 else None
     assert stale is None or await publisher.publish(deps, stale) is None
     assert len(await wordpress.posts()) == before + 1
+
+
+async def test_a_publish_whose_message_was_lost_is_re_sent_by_the_watchdog(publishing_deps, make_site, wordpress):
+    deps = publishing_deps
+    ids, _ = await approved_articles(deps, make_site, wordpress)
+    await queue(deps, ids[0])  # its message is dropped: the outbox is emptied below, as if lost
+    async with deps.sessions() as session, session.begin():
+        await session.execute(delete(OutboxMessage))
+        await session.execute(update(Publication).where(Publication.content_id == ids[0]).values(
+            requested_at=func.now() - timedelta(seconds=deps.settings.stall_seconds + 1)))
+    assert await resend_stalled_publications(deps) == 1
+    assert await resend_stalled_publications(deps) == 0  # once per stall period
+    async with deps.sessions() as session:
+        [payload] = (await session.scalars(select(OutboxMessage.payload).where(
+            OutboxMessage.routing_key == "content.publish"))).all()
+    await publisher.publish(deps, PublishContent.model_validate(payload))
+    assert (await publication(deps, ids[0])).status == "published"
