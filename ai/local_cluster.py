@@ -55,7 +55,13 @@ _FIXED_CASE = {w.lower(): w for w in """EV SPF DIY JR IRA ETF ETFs HIIT PBT MX T
 
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9&'+-]*")
 _WORD_WEIGHT = 0.3  # share of the word n-gram block; character n-grams carry the rest
-DEFAULT_DISTANCE_THRESHOLD = 0.78
+DEFAULT_DISTANCE_THRESHOLD = 0.78  # by words alone (no embedding model)
+# By meaning and words (bench/README.md has how they were chosen): the share of the sentence
+# embeddings in the similarity, the distance at which the batch's own keywords form a cluster, and
+# how much nearer an established cluster counts when a keyword may join it.
+SEMANTIC_WEIGHT = 0.8
+SEMANTIC_DISTANCE = 0.45
+JOIN_BONUS = (0.3, 0.2)  # a lone keyword joins at cosine 0.25, a group of the batch's keywords at 0.35
 
 
 def tokens(text: str) -> list[str]:
@@ -141,11 +147,15 @@ def _node_sums(vectors: csr_matrix, batch: int, existing: list[ExistingCluster])
     return vstack([vectors[:batch], membership @ vectors]).tocsr()
 
 
-def _agglomerate(gram: np.ndarray, n_existing: int, threshold: float) -> list[list[int]]:
+def _agglomerate(gram: np.ndarray, n_existing: int, threshold: float,
+                 join_bonus: tuple[float, float] = (0.0, 0.0)) -> list[list[int]]:
     """Greedy merging on the Gram matrix of node sums; returns the surviving groups of nodes.
 
     Merging nodes i and j sums their vectors, a rank-one update of the Gram matrix, so each
-    merge costs O(n) and the loop never touches the TF-IDF vectors again.
+    merge costs O(n) and the loop never touches the TF-IDF vectors again. `join_bonus` is taken
+    off the distance between a site cluster and a lone keyword (first) or a group of the batch's
+    keywords (second): joining an established cluster takes less evidence than founding a new one,
+    and a lone keyword has no other evidence, while a group that holds together is a topic of its own.
     """
     n = len(gram)
     is_site = np.arange(n) >= n - n_existing
@@ -153,6 +163,8 @@ def _agglomerate(gram: np.ndarray, n_existing: int, threshold: float) -> list[li
     groups = [[i] for i in range(n)]
     norms = np.sqrt(np.clip(np.diag(gram), 1e-12, None))
     dist = 1.0 - gram / np.outer(norms, norms)
+    dist[np.ix_(~is_site, is_site)] -= join_bonus[0]
+    dist[np.ix_(is_site, ~is_site)] -= join_bonus[0]
     dist[np.ix_(is_site, is_site)] = np.inf
     np.fill_diagonal(dist, np.inf)
     while True:
@@ -167,6 +179,10 @@ def _agglomerate(gram: np.ndarray, n_existing: int, threshold: float) -> list[li
         alive[j] = False
         groups[i] += groups[j]
         row = 1.0 - gram[i] / (norms[i] * norms)
+        if is_site[i]:
+            row -= np.array([join_bonus[0] if len(g) == 1 else join_bonus[1] for g in groups])
+        else:
+            row[is_site] -= join_bonus[1]
         row[~alive] = np.inf
         if is_site[i]:
             row[is_site] = np.inf
@@ -248,17 +264,44 @@ def _describe(name: str, texts: list[str]) -> str:
     return f"Searches about {fixed_case(name.lower())}, such as {examples}."
 
 
+def _gram(texts: list[str], keywords: int, existing: list[ExistingCluster], semantic: bool) -> np.ndarray:
+    """The Gram matrix of the starting nodes' summed vectors: what the words say (TF-IDF) and, with
+    `semantic`, what they mean (sentence embeddings), weighted SEMANTIC_WEIGHT."""
+    vectors = embed(texts)
+    sums = _node_sums(vectors, keywords, existing)
+    lexical = (sums @ sums.T).toarray()
+    if not semantic:
+        return lexical  # type: ignore[no-any-return]
+    from scipy.sparse import csr_matrix
+
+    from ai.embeddings import embedder
+
+    meaning = _node_sums(csr_matrix(embedder().embed(texts)), keywords, existing).toarray()
+    return SEMANTIC_WEIGHT * (meaning @ meaning.T) + (1 - SEMANTIC_WEIGHT) * lexical  # type: ignore[no-any-return]
+
+
+def semantic_available() -> bool:
+    """Whether this process clusters by meaning (the model is installed and loads)."""
+    from ai.embeddings import embedder
+
+    return embedder().available()
+
+
 def cluster(keywords: list[KeywordIn], existing: list[ExistingCluster], threshold: float) -> list[ClusterOut]:
-    """Group a batch of keywords, joining existing clusters where they are close enough."""
+    """Group a batch of keywords, joining existing clusters where they are close enough.
+
+    By meaning and words when the embedding model is available (`SEMANTIC_DISTANCE`, `JOIN_BONUS`),
+    by words alone at `threshold` otherwise."""
     if not keywords:
         return []
     texts = [k.text for k in keywords]
     members = [text for c in existing for text in (c.keywords or (c.name,))]
-    vectors = embed(texts + members)
-    sums = _node_sums(vectors, len(keywords), existing)
-    gram = (sums @ sums.T).toarray()
+    semantic = semantic_available()
+    gram = _gram(texts + members, len(keywords), existing, semantic)
+    groups = (_agglomerate(gram.copy(), len(existing), SEMANTIC_DISTANCE, JOIN_BONUS) if semantic
+              else _agglomerate(gram.copy(), len(existing), threshold))
     out: list[ClusterOut] = []
-    for group in _agglomerate(gram.copy(), len(existing), threshold):
+    for group in groups:
         rows = [r for r in group if r < len(keywords)]
         if not rows:
             continue

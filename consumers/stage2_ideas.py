@@ -5,29 +5,45 @@ ones this run's other batches wrote a moment ago: what a batch sees then does no
 batches ran first, and the same input gives the same ideas. Should two of the run's clusters still
 come up with one title, the later writer keeps its idea under the title with its cluster's name.
 
-One idea per search intent: a cluster is shown only the keywords whose intent none of its ideas
-targets yet (`ai.intents.intent_key`), so a cluster that stage 1 reopened because new keywords joined
-it gets ideas for what is new in it and nothing else; a cluster with nothing new gets no AI call.
+One idea per search intent, whatever the provider:
+- a cluster is shown only the keywords whose intent none of its ideas targets yet (`ai.intents.intent_key`),
+  so a cluster that stage 1 reopened because new keywords joined it gets ideas for what is new in it
+  and nothing else; a cluster with nothing new gets no AI call;
+- with sentence embeddings (`ai.embeddings`), what *means* the same is covered too (cosine ≥
+  `NEAR_DUPLICATE`): a keyword is not shown when an earlier keyword of its cluster, a keyword of an
+  earlier cluster of the site (a smaller id: that cluster's idea covers it), or an idea the site had
+  before the run already asks for it; and a new idea is dropped when its title or its keyword means
+  what an idea the site had before the run, or one written earlier in the batch, says. Each drop is
+  in the run log with the reason. Only what existed before the run and the batch's own clusters
+  count, so the outcome does not depend on which batches ran first.
+The simulated provider (`fixed_workload`) is a benchmark's fixed workload, not content: not checked.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ClusterIn, IdeaOut, InvalidAIOutput
+from ai.embeddings import embedder
 from ai.functions import GenerateIdeas
 from ai.intents import intent_key
 from consumers.deps import BatchContext, Deps, Written
 from consumers.relevance import closest, significant_words
+from shared.automation_logger import AutomationLogger
 from shared.catalogue import BY_NUMBER
 from shared.models import ACTIVE_RUN_STATUSES, AutomationRun, Cluster, ContentIdea, Keyword
 from shared.seed_queries import eligible_clusters
 
 TAKEN_TITLES = 200  # existing titles shown per batch so the AI avoids them: the prompt stays bounded
+PRIOR_KEYWORDS = 200  # keywords of earlier clusters compared per batch, the closest in words first
+NEAR_DUPLICATE = 0.85  # MiniLM cosine from which two keywords or titles ask for one article
+LOGGED_DROPS = 8  # drops spelled out per batch in the run log (the rest counted)
 
 
 def _before_active_run(site_id: int) -> ColumnElement[bool]:
@@ -38,21 +54,36 @@ def _before_active_run(site_id: int) -> ColumnElement[bool]:
     return ContentIdea.created_at < func.coalesce(started, func.now())
 
 
+@dataclass(frozen=True)
+class IdeasInput:
+    """A batch's clusters and what their ideas must not repeat."""
+
+    clusters: list[ClusterIn]
+    taken: frozenset[str]  # titles shown to the AI as taken
+    prior_ideas: tuple[tuple[str, str], ...] = ()  # (title, primary keyword) of the site's ideas before the run
+    earlier_keywords: tuple[tuple[int, str], ...] = ()  # (cluster id, keyword) of clusters before the last one
+
+
+@dataclass
+class IdeasOutput:
+    ideas: dict[int, list[IdeaOut]]
+    asked: set[int]  # clusters that cost an AI call
+    dropped: list[str] = field(default_factory=list)  # what was left out and why, one line each
+    logger: AutomationLogger | None = None  # the process's, for the run log lines on the drops
 
 
 class IdeasStage:
     stage = BY_NUMBER[2]
     sequential = False
 
-    async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]
-                   ) -> tuple[list[ClusterIn], frozenset[str]]:
+    async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> IdeasInput | None:
         rows = (await session.execute(
             select(Cluster, func.array_remove(func.array_agg(aggregate_order_by(Keyword.keyword, Keyword.id)), None))
             .outerjoin(Keyword, Keyword.cluster_id == Cluster.id)
             .where(Cluster.id.in_(item_ids), *eligible_clusters(site_id)).group_by(Cluster.id).order_by(Cluster.id)
         )).all()
         if not rows:
-            return [], frozenset()
+            return None
         covered: dict[int, set[frozenset[str]]] = {c.id: set() for c, _ in rows}
         for cluster_id, primary in (await session.execute(
                 select(ContentIdea.cluster_id, ContentIdea.primary_keyword)
@@ -67,17 +98,32 @@ class IdeasStage:
             select(ContentIdea.title).where(ContentIdea.site_id == site_id, _before_active_run(site_id)),
             ContentIdea.title,
             significant_words(c.name for c in clusters), TAKEN_TITLES))).all())
-        return clusters, taken
+        words = significant_words([c.name for c in clusters] + [k for c in clusters for k in c.keywords])
+        prior = (await session.execute(closest(
+            select(ContentIdea.title, func.coalesce(ContentIdea.primary_keyword, ""))
+            .where(ContentIdea.site_id == site_id, _before_active_run(site_id)),
+            ContentIdea.title, words, TAKEN_TITLES).order_by(ContentIdea.id))).all()
+        earlier = (await session.execute(closest(
+            select(Keyword.cluster_id, Keyword.keyword)
+            .where(Keyword.site_id == site_id, Keyword.cluster_id < max(c.id for c in clusters)),
+            Keyword.keyword, words, PRIOR_KEYWORDS).order_by(Keyword.id))).all()
+        return IdeasInput(clusters, taken, tuple((t, p) for t, p in prior),
+                          tuple((c, k) for c, k in earlier if c is not None))
 
-    async def generate(self, deps: Deps, inputs: tuple[list[ClusterIn], frozenset[str]]
-                       ) -> dict[int, list[IdeaOut]]:
-        clusters, taken = inputs
-        ideas = await GenerateIdeas(deps.provider).execute([c for c in clusters if c.keywords], taken)
-        return {c.id: ideas.get(c.id, []) for c in clusters}
+    async def generate(self, deps: Deps, inputs: IdeasInput) -> IdeasOutput:
+        check = not getattr(deps.provider, "fixed_workload", False) and embedder().available()
+        dropped: list[str] = []
+        clusters = _distinct_keywords(inputs, dropped) if check else inputs.clusters
+        asked = [c for c in clusters if c.keywords]
+        ideas = await GenerateIdeas(deps.provider).execute(asked, inputs.taken)
+        out = {c.id: ideas.get(c.id, []) for c in inputs.clusters}
+        if check:
+            out = _new_intents_only(inputs, out, dropped)
+        return IdeasOutput(out, {c.id for c in asked}, dropped, deps.logger)
 
-    async def write(self, session: AsyncSession, ctx: BatchContext, inputs: tuple[list[ClusterIn], frozenset[str]],
-                    outputs: dict[int, list[IdeaOut]]) -> Written:
-        cluster_ids = [c.id for c in inputs[0]]
+    async def write(self, session: AsyncSession, ctx: BatchContext, inputs: IdeasInput,
+                    outputs: IdeasOutput) -> Written:
+        cluster_ids = [c.id for c in inputs.clusters]
         locked = (await session.scalars(
             select(Cluster).where(Cluster.id.in_(cluster_ids), *eligible_clusters(ctx.site_id))
             .order_by(Cluster.id).with_for_update())).all()
@@ -88,7 +134,7 @@ class IdeasStage:
                      "primary_keyword": idea.primary_keyword[:300],
                      "outline": [{"h2": s.h2, "h3s": list(s.h3s)} for s in idea.outline],
                      "description": idea.description, "status": "new"}
-                    for idea in outputs[cluster.id]]
+                    for idea in outputs.ideas[cluster.id]]
             inserted = await _insert_ideas(session, rows)
             clashed = [r for r in rows if r["title"] not in inserted]
             for row in clashed:  # another batch of this run took the title since this one was planned
@@ -99,8 +145,93 @@ class IdeasStage:
                 raise InvalidAIOutput(f"every idea title for cluster {cluster.id} is already taken")
             cluster.status = "mapped"
             created += len(inserted)
-        asked = {c.id for c in inputs[0] if c.keywords}  # a cluster with nothing new cost no AI call
-        return Written(items_out=created, credits=GenerateIdeas.credits(sum(1 for c in locked if c.id in asked)))
+        if outputs.dropped and outputs.logger is not None:
+            more = len(outputs.dropped) - LOGGED_DROPS
+            shown = "; ".join(outputs.dropped[:LOGGED_DROPS]) + (f"; and {more} more" if more > 0 else "")
+            outputs.logger.log_stage_progress(
+                session, ctx.run, ctx.stage, f"{len(outputs.dropped)} left out as a search intent the site already "
+                                             f"covers (MiniLM cosine >= {NEAR_DUPLICATE}): {shown}")
+        return Written(items_out=created,
+                       credits=GenerateIdeas.credits(len(outputs.asked & {c.id for c in locked})))
+
+
+def _distinct_keywords(inputs: IdeasInput, dropped: list[str]) -> list[ClusterIn]:
+    """The clusters with only the keywords whose meaning nothing before them asks for: an earlier
+    keyword of the cluster, a keyword of an earlier cluster of the site, an idea the site had."""
+    texts = [k for c in inputs.clusters for k in c.keywords]
+    if not texts:
+        return inputs.clusters
+    earlier = [k for _, k in inputs.earlier_keywords]
+    prior = [p for _, p in inputs.prior_ideas if p] + [t for t, _ in inputs.prior_ideas]
+    vectors = embedder().embed(texts + earlier + prior)
+    own, others = vectors[:len(texts)], vectors[len(texts):len(texts) + len(earlier)]
+    ideas = vectors[len(texts) + len(earlier):]
+    out: list[ClusterIn] = []
+    row = 0
+    for cluster in inputs.clusters:
+        kept: list[str] = []
+        kept_rows: list[int] = []
+        for keyword in cluster.keywords:
+            vector, row = own[row], row + 1
+            reason = _first_close(vector, own[kept_rows], kept, "keyword of the same cluster")
+            if reason is None and len(earlier):
+                mask = np.array([cid < cluster.id for cid, _ in inputs.earlier_keywords])
+                reason = _first_close(vector, others[mask], [k for k, m in zip(earlier, mask, strict=True) if m],
+                                      "keyword of an earlier cluster")
+            if reason is None and len(prior):
+                reason = _first_close(vector, ideas, prior, "existing idea")
+            if reason is None:
+                kept.append(keyword)
+                kept_rows.append(row - 1)
+            else:
+                dropped.append(f"keyword \"{keyword}\" of \"{cluster.name}\" ({reason})")
+        out.append(ClusterIn(cluster.id, cluster.name, cluster.description, tuple(kept)))
+    return out
+
+
+def _new_intents_only(inputs: IdeasInput, ideas: dict[int, list[IdeaOut]], dropped: list[str]
+                      ) -> dict[int, list[IdeaOut]]:
+    """The ideas whose title and keyword say something the site's ideas before the run, and the
+    ideas kept before them in this batch, do not (in the clusters' order)."""
+    new = [idea for c in inputs.clusters for idea in ideas[c.id]]
+    if not new:
+        return ideas
+    prior_titles = [t for t, _ in inputs.prior_ideas]
+    prior_keywords = [p for _, p in inputs.prior_ideas if p]
+    vectors = embedder().embed([i.title for i in new] + [i.primary_keyword for i in new]
+                               + prior_titles + prior_keywords)
+    n = len(new)
+    titles, keywords = vectors[:n], vectors[n:2 * n]
+    old_titles, old_keywords = vectors[2 * n:2 * n + len(prior_titles)], vectors[2 * n + len(prior_titles):]
+    out: dict[int, list[IdeaOut]] = {}
+    kept: list[int] = []
+    row = 0
+    for cluster in inputs.clusters:
+        out[cluster.id] = []
+        for idea in ideas[cluster.id]:
+            reason = (_first_close(titles[row], old_titles, prior_titles, "existing idea's title")
+                      or _first_close(keywords[row], old_keywords, prior_keywords, "existing idea's keyword")
+                      or _first_close(titles[row], titles[kept], [new[i].title for i in kept], "title of this batch")
+                      or _first_close(keywords[row], keywords[kept], [new[i].primary_keyword for i in kept],
+                                      "keyword of this batch"))
+            if reason is None:
+                out[cluster.id].append(idea)
+                kept.append(row)
+            else:
+                dropped.append(f"idea \"{idea.title}\" of \"{cluster.name}\" ({reason})")
+            row += 1
+    return out
+
+
+def _first_close(vector: np.ndarray, others: np.ndarray, texts: list[str], what: str) -> str | None:
+    """Why `vector` repeats one of `others` (the closest one at or above NEAR_DUPLICATE), or None."""
+    if not len(texts):
+        return None
+    cosines = others @ vector
+    best = int(np.argmax(cosines))
+    if cosines[best] < NEAR_DUPLICATE:
+        return None
+    return f"{what} \"{texts[best]}\", cosine {cosines[best]:.2f}"
 
 
 async def _insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
