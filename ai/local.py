@@ -2,7 +2,7 @@
 
 No network and no model downloads, and the same input always gives the same output, so
 the whole pipeline can run (and be tested) on a laptop. The work lives in helpers named after
-what they write: `local_cluster` (TF-IDF + agglomerative clustering), `local_ideas` (titles and
+what they write: `local_cluster` (sentence embeddings + TF-IDF, agglomerative), `local_ideas` (titles and
 outlines), `local_articles` (the articles, rendered by `article_render`) and `local_images`
 (image prompts and PNG rendering). Their templates and word lists are data, in `ai/data/`
 (read by `local_templates`); `local_text` holds the phrase helpers they share.

@@ -1,4 +1,11 @@
-"""Offline keyword clustering: TF-IDF (word + character n-grams) and agglomerative merging.
+"""Offline keyword clustering: sentence embeddings and TF-IDF (word + character n-grams), agglomerative merging.
+
+What keywords mean (all-MiniLM-L6-v2, `ai.embeddings`) weighs SEMANTIC_WEIGHT of the similarity and
+what they say (TF-IDF) the rest; without the model (not installed, or switched off) the words alone
+decide, at the provider's threshold, with a warning in the log. With meaning, keywords are labelled
+search intents as often as not without the topic's word ("rate lock period" under mortgages), so a
+lone keyword joins an established cluster on less evidence (`JOIN_BONUS`) than it takes to found a
+new one, while a group of the batch's keywords that holds together needs more: it may be a new topic.
 
 Batches arrive one at a time while the site's clusters accumulate, so every existing
 cluster enters the agglomeration as an already-formed node: new keywords merge with each
@@ -60,8 +67,9 @@ DEFAULT_DISTANCE_THRESHOLD = 0.78  # by words alone (no embedding model)
 # embeddings in the similarity, the distance at which the batch's own keywords form a cluster, and
 # how much nearer an established cluster counts when a keyword may join it.
 SEMANTIC_WEIGHT = 0.8
-SEMANTIC_DISTANCE = 0.45
-JOIN_BONUS = (0.3, 0.2)  # a lone keyword joins at cosine 0.25, a group of the batch's keywords at 0.35
+SEMANTIC_DISTANCE = 0.4  # the batch's own keywords group at a cosine of 0.6
+JOIN_BONUS = (0.35, 0.25)  # a lone keyword joins a cluster at cosine 0.25, a group of keywords at 0.35
+ESTABLISHED = 3  # keywords from which a group of the batch's own counts as a cluster to join
 
 
 def tokens(text: str) -> list[str]:
@@ -152,19 +160,29 @@ def _agglomerate(gram: np.ndarray, n_existing: int, threshold: float,
     """Greedy merging on the Gram matrix of node sums; returns the surviving groups of nodes.
 
     Merging nodes i and j sums their vectors, a rank-one update of the Gram matrix, so each
-    merge costs O(n) and the loop never touches the TF-IDF vectors again. `join_bonus` is taken
-    off the distance between a site cluster and a lone keyword (first) or a group of the batch's
-    keywords (second): joining an established cluster takes less evidence than founding a new one,
-    and a lone keyword has no other evidence, while a group that holds together is a topic of its own.
+    merge costs O(n) and the loop never touches the TF-IDF vectors again.
+
+    `join_bonus` is taken off the distance to an established node (a site cluster, or a group of
+    ESTABLISHED keywords of the batch) from a lone keyword (first) or from a group (second): joining
+    a cluster takes less evidence than founding one, a lone keyword has no other evidence, and a group
+    that holds together may be a topic of its own. Two site clusters never merge.
     """
     n = len(gram)
     is_site = np.arange(n) >= n - n_existing
     alive = np.ones(n, dtype=bool)
+    size = np.ones(n, dtype=int)  # nodes in each group
     groups = [[i] for i in range(n)]
     norms = np.sqrt(np.clip(np.diag(gram), 1e-12, None))
+
+    def bonus(i: int) -> np.ndarray:
+        established = is_site | (size >= ESTABLISHED)
+        if established[i]:
+            return np.where((size == 1) & ~is_site, join_bonus[0], join_bonus[1])
+        return np.where(established, join_bonus[0] if size[i] == 1 else join_bonus[1], 0.0)
+
     dist = 1.0 - gram / np.outer(norms, norms)
-    dist[np.ix_(~is_site, is_site)] -= join_bonus[0]
-    dist[np.ix_(is_site, ~is_site)] -= join_bonus[0]
+    if any(join_bonus):
+        dist -= np.array([bonus(i) for i in range(n)]).reshape(n, n)
     dist[np.ix_(is_site, is_site)] = np.inf
     np.fill_diagonal(dist, np.inf)
     while True:
@@ -178,11 +196,10 @@ def _agglomerate(gram: np.ndarray, n_existing: int, threshold: float,
         norms[i] = np.sqrt(max(gram[i, i], 1e-12))
         alive[j] = False
         groups[i] += groups[j]
+        size[i] += size[j]
         row = 1.0 - gram[i] / (norms[i] * norms)
-        if is_site[i]:
-            row -= np.array([join_bonus[0] if len(g) == 1 else join_bonus[1] for g in groups])
-        else:
-            row[is_site] -= join_bonus[1]
+        if any(join_bonus):
+            row -= bonus(i)
         row[~alive] = np.inf
         if is_site[i]:
             row[is_site] = np.inf

@@ -48,7 +48,9 @@ async def taken_titles(sessions, site_id: int, other_cluster: str, titles: list[
                          for n, title in enumerate(titles)])
         garden_id = garden.id
     async with sessions() as session:
-        clusters, taken = await IdeasStage().load(session, site_id, [garden_id])
+        inputs = await IdeasStage().load(session, site_id, [garden_id])
+    assert inputs is not None
+    clusters, taken = inputs.clusters, inputs.taken
     assert [c.name for c in clusters] == ["Raised Garden Beds"]
     return taken
 
