@@ -30,7 +30,7 @@ from sklearn.metrics import adjusted_rand_score
 from sqlalchemy import select
 
 from ai import make_provider
-from ai.embeddings import embedder
+from ai.embeddings import Embedder, embedder
 from consumers.deps import Deps
 from shared.accounts import add_keywords, create_account, create_site
 from shared.automation_logger import AutomationLogger
@@ -62,6 +62,7 @@ def keyword_set(name: str, count: int | None) -> list[tuple[str, str]]:
 
 
 NEAR_DUPLICATE = 0.85
+MEASURE = Embedder(switchable=False)  # measures even when AUTOMATION_EMBEDDINGS=off switches the pipeline's off
 
 
 class ConcurrentBus(Bus):
@@ -91,7 +92,7 @@ def near_duplicates(earlier: list[str], later: list[str]) -> int:
     earlier in `later`)."""
     if not later:
         return 0
-    vectors = embedder().embed(earlier + later)
+    vectors = MEASURE.embed(earlier + later)
     cosines = vectors @ vectors.T
     return sum(1 for row in range(len(earlier), len(earlier) + len(later))
                if row and cosines[row, :row].max() >= NEAR_DUPLICATE)

@@ -6,9 +6,10 @@ batches ran first, and the same input gives the same ideas. Should two of the ru
 come up with one title, the later writer keeps its idea under the title with its cluster's name.
 
 One idea per search intent, whatever the provider:
-- a cluster is shown only the keywords whose intent none of its ideas targets yet (`ai.intents.intent_key`),
-  so a cluster that stage 1 reopened because new keywords joined it gets ideas for what is new in it
-  and nothing else; a cluster with nothing new gets no AI call;
+- a cluster is shown only the keywords whose intent none of its ideas targets yet (`ai.intents.intent_key`)
+  and that joined it after its latest idea was made (those before were shown then), so a cluster that
+  stage 1 reopened because new keywords joined it gets ideas for what is new in it and nothing else; a
+  cluster with nothing new gets no AI call;
 - with sentence embeddings (`ai.embeddings`), what *means* the same is covered too (cosine ≥
   `NEAR_DUPLICATE`): a keyword is not shown when an earlier keyword of its cluster, a keyword of an
   earlier cluster of the site (a smaller id: that cluster's idea covers it), or an idea the site had
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,8 +78,14 @@ class IdeasStage:
     sequential = False
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> IdeasInput | None:
+        # a cluster's keywords from before its latest idea were shown when its ideas were made, and got an
+        # idea or were left out then: a reopened cluster is shown only the keywords that joined it since
+        last_idea = (select(func.max(ContentIdea.created_at)).where(ContentIdea.cluster_id == Cluster.id)
+                     .correlate(Cluster).scalar_subquery())
+        since = or_(last_idea.is_(None), Keyword.created_at > last_idea)
         rows = (await session.execute(
-            select(Cluster, func.array_remove(func.array_agg(aggregate_order_by(Keyword.keyword, Keyword.id)), None))
+            select(Cluster, func.array_remove(
+                func.array_agg(aggregate_order_by(Keyword.keyword, Keyword.id)).filter(since), None))
             .outerjoin(Keyword, Keyword.cluster_id == Cluster.id)
             .where(Cluster.id.in_(item_ids), *eligible_clusters(site_id)).group_by(Cluster.id).order_by(Cluster.id)
         )).all()
@@ -103,6 +110,11 @@ class IdeasStage:
             select(ContentIdea.title, func.coalesce(ContentIdea.primary_keyword, ""))
             .where(ContentIdea.site_id == site_id, _before_active_run(site_id)),
             ContentIdea.title, words, TAKEN_TITLES).order_by(ContentIdea.id))).all()
+        # the clusters' own ideas (a reopened cluster's), whatever the narrowing above kept: all of
+        # them are from before the run, since a cluster is in one batch of a run
+        prior = list(dict.fromkeys([*(await session.execute(
+            select(ContentIdea.title, func.coalesce(ContentIdea.primary_keyword, ""))
+            .where(ContentIdea.cluster_id.in_(list(covered))).order_by(ContentIdea.id))).all(), *prior]))
         earlier = (await session.execute(closest(
             select(Keyword.cluster_id, Keyword.keyword)
             .where(Keyword.site_id == site_id, Keyword.cluster_id < max(c.id for c in clusters)),

@@ -27,8 +27,9 @@ class Yields:
 
 
 # A fresh site's yields, measured on the demo data with the offline provider (`python -m bench.content`:
-# 4.8 keywords per cluster at 150 keywords, 8.0 at 455; 1.0 idea per keyword; 5.0 images per article).
-DEFAULT_YIELDS = Yields(keywords_per_cluster=6.0, ideas_per_keyword=1.0, images_per_content=5.0, source="defaults")
+# 4.8 keywords per cluster at 150 keywords, 8.0 at 455; 0.86-0.94 ideas per keyword since keywords
+# meaning what another says get no idea of their own (stage 2); 5.0 images per article).
+DEFAULT_YIELDS = Yields(keywords_per_cluster=6.0, ideas_per_keyword=0.9, images_per_content=5.0, source="defaults")
 # Items a ratio needs under it before the site's own figure replaces the default.
 MIN_HISTORY = 5
 
