@@ -144,6 +144,7 @@ class RunRejected(Message):
     estimate: int | None = None
     required: int | None = None
     balance: int | None = None
+    counts: dict[str, int] | None = Field(None, description="With 'nothing to process': what each stage would take.")
 
 
 class RunStateChanged(Message):

@@ -43,6 +43,7 @@ from shared.events import INT4_MAX, RUN_ID_PATTERN, PauseRun, ResumeRun, StartRu
 from shared.models import Account, AutomationRun, RunRejection, Site
 from shared.schedule import next_run_at
 from shared.settings import Settings
+from shared.start_policy import start_refusal
 
 router = APIRouter(prefix="/api/v1/automation", tags=["automation"], responses=UNAUTHORIZED)
 WAIT_FOR_RUN_SECONDS = 10.0
@@ -161,17 +162,14 @@ async def run_now(site_id: SiteId, request: Request, account: AccountDep, sessio
 
 
 async def _start_refusal(session: AsyncSession, site: Site, account: Account, buffer: float) -> JSONResponse | None:
-    active = await queries.active_run(session, site.id)
-    if active is not None:
-        return JSONResponse(status_code=409, content=Refusal(detail="site has an active run",
-                                                             active_run_id=active.run_id).model_dump())
-    estimate = await estimate_for_site(session, site.id)
-    required = estimate.required(buffer)
-    if account.credits_balance < required:
-        return JSONResponse(status_code=402, content=Refusal(
-            detail="insufficient credits", estimate=estimate.total, buffer=round(buffer - 1, 4), required=required,
-            balance=account.credits_balance).model_dump())
-    return None
+    """Run control's policy (`shared.start_policy`), answered early: 409 active run or nothing to
+    process, 402 credits."""
+    refusal = await start_refusal(session, site.id, account.credits_balance, buffer)
+    if refusal is None:
+        return None
+    extra = {"buffer": round(buffer - 1, 4)} if refusal.kind == "credits" else {}
+    return JSONResponse(status_code=402 if refusal.kind == "credits" else 409,
+                        content=Refusal(detail=refusal.reason, **refusal.details, **extra).model_dump())
 
 
 def _refusal_from(reason: str, details: dict[str, object], buffer: float) -> JSONResponse:
@@ -247,9 +245,8 @@ async def estimate(site_id: SiteId, request: Request, account: AccountDep, sessi
     buffer = settings_of(request).credit_buffer
     result = await estimate_for_site(session, site.id)
     required = result.required(buffer)
-    active = await queries.active_run(session, site.id)
-    reason = ("site has an active run" if active else
-              "insufficient credits" if account.credits_balance < required else None)
+    refusal = await start_refusal(session, site.id, account.credits_balance, buffer)
+    reason = None if refusal is None else "insufficient credits" if refusal.kind == "credits" else refusal.reason
     return Estimate(site_id=site.id, per_stage=result.per_stage, total=result.total, buffer=round(buffer - 1, 4),
                     required=required, balance=account.credits_balance, can_start=reason is None, reason=reason)
 

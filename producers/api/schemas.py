@@ -154,3 +154,4 @@ class Refusal(BaseModel):
     buffer: float | None = None
     required: int | None = None
     balance: int | None = None
+    counts: dict[str, int] | None = Field(None, description="With 'nothing to process': what each stage would take.")
