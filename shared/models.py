@@ -67,7 +67,7 @@ class Site(Base):
 class AutomationConfig(Base):
     __tablename__ = "automation_configs"
     __table_args__ = (
-        CheckConstraint("frequency IN ('daily', 'weekly', 'monthly')", name="frequency_known"),
+        CheckConstraint("frequency IN ('daily', 'weekly', 'monthly', 'cron')", name="frequency_known"),
         *(
             CheckConstraint(f"stage_{n}_batch_size BETWEEN 1 AND 1000", name=f"stage_{n}_batch_size_range")
             for n in DEFAULT_BATCH_SIZES
@@ -79,6 +79,12 @@ class AutomationConfig(Base):
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     frequency: Mapped[str] = mapped_column(String(16), default="daily")
     scheduled_time: Mapped[time] = mapped_column(Time, default=time(2, 0))
+    scheduled_times: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"),
+                                                       doc='Several times a day ("HH:MM"); empty: scheduled_time.')
+    weekdays: Mapped[list[Any]] = mapped_column(JSONB, default=lambda: ["mon"],
+                                                server_default=text("'[\"mon\"]'::jsonb"))
+    month_days: Mapped[list[Any]] = mapped_column(JSONB, default=lambda: [1], server_default=text("'[1]'::jsonb"))
+    cron: Mapped[str | None] = mapped_column(String(120), doc="Five-field cron, in the site's timezone.")
     stage_1_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[1])
     stage_2_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[2])
     stage_3_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[3])
