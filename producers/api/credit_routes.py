@@ -26,7 +26,8 @@ AccountDep = Annotated[Account, Depends(current_account)]
 SessionDep = Annotated[AsyncSession, Depends(request_session)]
 Days = Annotated[int, Query(ge=1, le=366, description="How many days back, today included.")]
 Format = Annotated[Literal["json", "csv"], Query(description="json, or csv to download the same rows.")]
-CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "The rows (JSON), or the same rows as CSV."}}
+CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "The rows (JSON), or the same rows as CSV."}}
 
 
 class UsageRowOut(BaseModel):
