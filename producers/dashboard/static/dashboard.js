@@ -113,6 +113,7 @@ function init() {
   wirePublishing();
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape") return;
+    if (!$("article-edit-form").hidden && !$("article-modal").hidden) return;  // an edit is not thrown away by a key
     for (const [id, close] of Object.entries(MODALS)) if (!$(id).hidden) close();
   });
   if (apiKey()) start(); else askForKey();
