@@ -1,10 +1,11 @@
 """The last mile in the dashboard (headless Chromium): act on what is in review, publish to a real WordPress, export.
 
-One site's run, taken through the page as an editor would: one article rejected with a reason, the rest
-approved in bulk, a WordPress target added through the Publishing form (checked against the site), bulk
-publish, an edit published as an update of the same post, and exports of a selection and of the run. What is
-asserted is what WordPress holds (tests/wordpress.py) and what the page shows; the application password
-never appears in the page, and the browser logs no error.
+One site's run, taken through the page as an editor would: an article rejected with a reason in its modal and
+another in bulk, the rest approved in bulk, a 409 shown beside Publish while the site has no target, a WordPress
+target added through the Publishing form (checked against the site), bulk publish, an edit (after a 422 shown
+beside its field) published as an update of the same post, a post deleted on the site recreated, and exports of
+a selection and of the run. What is asserted is what WordPress holds (tests/wordpress.py) and what the page
+shows; the application password never appears in the page, and the browser logs no error but the two provoked.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from playwright import async_api as playwright_api  # noqa: E402  (test_dashboar
 expect = playwright_api.expect
 # a few quick retries, so a publish that cannot succeed ends within seconds
 PUBLISHING = {"retry_base_seconds": 0.5, "max_attempts": 4, "stall_seconds": 12, "publish_timeout_seconds": 10.0}
-# HTTP errors the test provokes on purpose (the browser logs every 4xx answer of fetch)
-EXPECTED_CONSOLE = re.compile(r"Failed to load resource: the server responded with a status of (409|422)")
+# the two HTTP errors the test provokes on purpose, a 409 and a 422 (the browser logs every 4xx answer of fetch)
+PROVOKED = re.compile(r"^Failed to load resource: the server responded with a status of (409|422)")
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,8 @@ async def page(browser, request, shots: Path):
     yield tab
     await tab.screenshot(path=shots / f"{request.node.name}.png", full_page=True)
     await context.close()
-    unexpected = [e for e in errors if not EXPECTED_CONSOLE.search(e)]
-    assert not unexpected, f"errors in the browser: {unexpected}"
+    unexpected = [e for e in errors if not PROVOKED.search(e)]
+    assert not unexpected and len(errors) - len(unexpected) <= 2, f"errors in the browser: {errors}"
 
 
 @pytest.fixture
@@ -305,7 +306,7 @@ async def test_reject_approve_publish_edit_and_export_from_the_dashboard(page, s
     await expect(page.locator("#article-publications .publication-error")).to_have_count(0)
     recreated = {i: p for i, p in (await posts_by_id(wordpress)).items() if i not in before}
     assert len(recreated) == len(approved) and post_id not in recreated
-    assert sorted(p["title"]["raw"] for p in recreated.values()).count("Edited in the dashboard") == 1
+    assert [p["title"]["raw"] for p in recreated.values()].count("Edited in the dashboard") == 1
     await page.click("#article-close")
 
     # --- exports: the selection (Markdown) and the run (HTML), downloaded through the page with the key

@@ -13,6 +13,7 @@ const LIMITS = {meta_title: 60, meta_description: 160};
 
 let current = null;  // the article shown (the API's answer)
 let shownId = null;  // the id asked for last: an answer for another one is dropped
+let saidFor = null;  // the status a success message was about: it goes when the status moves on
 
 // ---------- the article's html, sanitized ----------
 const ALLOWED_TAGS = new Set(["H1", "H2", "H3", "H4", "H5", "H6", "P", "UL", "OL", "LI", "STRONG", "EM", "B", "I", "U",
@@ -108,8 +109,10 @@ function renderHeader(c) {
   if (c.status === "published" && stale) publish.textContent = "Publish update";
   else if (c.status === "published") publish.textContent = "Publish again";
   else publish.textContent = c.status === "publish_failed" ? "Publish (retry)" : "Publish";
-  publish.classList.toggle("primary", !publish.disabled && publish.textContent !== "Publish again");
-  $("article-recreate").hidden = !pubs.some(deletedPost);
+  const deleted = pubs.some(deletedPost);  // publishing again fails the same way: recreating is the way on
+  publish.classList.toggle("primary", !publish.disabled && !deleted && publish.textContent !== "Publish again");
+  $("article-recreate").hidden = !deleted;
+  $("article-recreate").classList.toggle("primary", deleted);
 }
 
 function renderPublications(c) {
@@ -180,7 +183,10 @@ async function refresh(contentId, {withBody = false} = {}) {
   renderPublications(c);
   renderHistory(c);
   if (body) $("article-body").replaceChildren(...body);
-  if (moved) document.dispatchEvent(new CustomEvent("content-changed"));  // e.g. published meanwhile: the list too
+  if (moved) {  // e.g. published (or failed) meanwhile: the list too, and "sent to publishing" is over
+    if ($("article-message").classList.contains("ok") && c.status !== saidFor) say("", "");
+    document.dispatchEvent(new CustomEvent("content-changed"));
+  }
   if (c.publications.some((p) => p.status === "queued")) {
     state.timers.article = setTimeout(() => refresh(contentId).catch(() => {}), POLL_MS);
   }
@@ -229,9 +235,10 @@ async function act(action, button, body = undefined) {
   try {
     const path = action === "recreate" ? "publish" : action;
     const payload = action === "recreate" ? {recreate: true} : body;
-    await api(`/content/${encodeURIComponent(id)}/${path}`, {method: "POST", body: payload});
+    const {data} = await api(`/content/${encodeURIComponent(id)}/${path}`, {method: "POST", body: payload});
     if (action === "reject") showReject(false);
     say(DONE[action]);
+    saidFor = data.status;
     document.dispatchEvent(new CustomEvent("content-changed"));
   } catch (error) {
     if (error.status !== 401) say(`Could not ${action === "recreate" ? "recreate the post" : action}: ${error.message}`, "error");
@@ -293,6 +300,7 @@ async function saveEdit(event) {
     const {data} = await api(`/content/${encodeURIComponent(id)}`, {method: "PATCH", body});
     showEdit(false);
     say(data.changed ? "Saved." : "Nothing changed.");
+    saidFor = data.status;
     document.dispatchEvent(new CustomEvent("content-changed"));
     revokeBlobs();
     await refresh(id, {withBody: true});
