@@ -12,10 +12,28 @@ export function apiKey() { return sessionStorage.getItem(KEY_STORAGE); }
 export function storeKey(key) { sessionStorage.setItem(KEY_STORAGE, key); }
 export function forgetKey() { sessionStorage.removeItem(KEY_STORAGE); }
 
+const PLACES = new Set(["body", "query", "path", "header"]);
+
+/** One validation problem of a 422 list in plain words: its field (when it names one) and its message. */
+export function problem(item) {
+  const field = (item.loc || []).map(String).filter((part) => !PLACES.has(part)).join(".");
+  const msg = String(item.msg || "is not valid").replace(/^(Value|Assertion) error, /, "");
+  return {field, msg};
+}
+
+/** The API's `detail` in plain words: a 409's sentence, or the messages of a 422's list (never raw JSON). */
+export function describeDetail(detail, status) {
+  if (typeof detail === "string" && detail) return detail;
+  if (Array.isArray(detail) && detail.length) {
+    return detail.map(problem).map(({field, msg}) => (field ? `${field}: ${msg}` : msg)).join("; ");
+  }
+  if (status >= 500) return `the server could not do it (HTTP ${status}); try again shortly`;
+  return `HTTP ${status}`;
+}
+
 export class ApiError extends Error {
   constructor(status, body) {
-    const detail = body && typeof body.detail === "string" ? body.detail : `HTTP ${status}`;
-    super(detail);
+    super(describeDetail(body && body.detail, status));
     this.status = status;
     this.body = body;
   }
@@ -28,12 +46,31 @@ export async function api(path, {method = "GET", params = null, body = undefined
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(url, {method, headers, body: body === undefined ? undefined : JSON.stringify(body)});
   if (response.status === 401 && !key) { unauthorized("Your API key was refused; enter it again."); throw new ApiError(401, null); }
-  if (raw) {
-    if (!response.ok) throw new ApiError(response.status, null);
-    return response;
-  }
+  if (raw && response.ok) return response;
   let data = null;
-  try { data = await response.json(); } catch (_) { data = null; }
+  if (response.status !== 204) { try { data = await response.json(); } catch (_) { data = null; } }
   if (!response.ok) throw new ApiError(response.status, data);
   return {status: response.status, data};
+}
+
+function filenameOf(disposition) {
+  const match = /filename="?([^";]+)"?/i.exec(disposition || "");
+  return match ? match[1] : null;
+}
+
+/** A file the API serves behind the key (a plain link cannot send X-API-Key): fetched, then saved from a Blob.
+    Returns the file's name. */
+export async function download(path, params, fallbackName = "download") {
+  const response = await api(path, {params, raw: true});
+  const name = filenameOf(response.headers.get("Content-Disposition")) || fallbackName;
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);  // the browser has the file by then
+  return name;
 }

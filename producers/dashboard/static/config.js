@@ -3,9 +3,10 @@
 import {loadSites} from "./account.js";
 import {api} from "./api.js";
 import {batchStages, stageName} from "./catalogue.js";
+import {closeTargetForm, loadTargets} from "./publishing.js";
 import {$, el, fmtDate, notify, showModal, state} from "./ui.js";
 
-const SCHEDULE_FIELDS = ["is_enabled", "frequency", "scheduled_time", "timezone"];
+const SCHEDULE_FIELDS = ["is_enabled", "frequency", "scheduled_time", "timezone", "auto_publish", "skip_review"];
 const batchField = (stage) => `stage_${stage.number}_batch_size`;
 const configFields = () => [...SCHEDULE_FIELDS, ...batchStages().map(batchField)];
 
@@ -15,9 +16,21 @@ function clearFieldErrors() {
   $("config-message").textContent = "";
 }
 
+let skipReviewWas = false;  // skip_review as saved: turning it on needs a confirmation
+
+/** The warning under "skip review": shown while it is on; turning it on asks for a confirmation too. */
+function showSkipReviewWarning() {
+  const on = $("cfg-skip_review").checked;
+  $("skip-review-warning").hidden = !on;
+  $("skip-review-confirm").hidden = !on || skipReviewWas;
+  if (!on) $("cfg-skip_review_confirm").checked = false;
+  document.querySelector('#config-form [data-error-for="skip_review"]').textContent = "";
+}
+
 export async function openConfig() {
   clearFieldErrors();
   showModal("config-modal", true);
+  loadTargets();
   try {
     const {data: cfg} = await api("/config/", {params: {site_id: state.siteId}});
     $("cfg-is_enabled").checked = cfg.is_enabled;
@@ -25,6 +38,11 @@ export async function openConfig() {
     $("cfg-scheduled_time").value = cfg.scheduled_time;
     $("cfg-timezone").value = cfg.timezone;
     for (const field of batchStages().map(batchField)) $(`cfg-${field}`).value = cfg[field];
+    $("cfg-auto_publish").checked = cfg.auto_publish;
+    $("cfg-skip_review").checked = cfg.skip_review;
+    skipReviewWas = cfg.skip_review;
+    $("cfg-skip_review_confirm").checked = false;
+    showSkipReviewWarning();
     $("cfg-next").textContent = fmtDate(cfg.next_run_at);
     $("cfg-last").textContent = fmtDate(cfg.last_run_at);
   } catch (error) {
@@ -38,6 +56,8 @@ function readConfigForm() {
     frequency: $("cfg-frequency").value,
     scheduled_time: $("cfg-scheduled_time").value.trim(),
     timezone: $("cfg-timezone").value.trim(),
+    auto_publish: $("cfg-auto_publish").checked,
+    skip_review: $("cfg-skip_review").checked,  // always explicit
   };
   for (const field of batchStages().map(batchField)) {
     const raw = $(`cfg-${field}`).value.trim();
@@ -69,10 +89,16 @@ function showConfigErrors(detail) {
 export async function saveConfig(event) {
   event.preventDefault();
   clearFieldErrors();
+  if ($("cfg-skip_review").checked && !skipReviewWas && !$("cfg-skip_review_confirm").checked) {
+    showConfigErrors([{loc: ["body", "skip_review"],
+      msg: "Confirm that this site's content will be approved without human review, or leave it off."}]);
+    $("cfg-skip_review_confirm").focus();
+    return;
+  }
   $("config-save").disabled = true;
   try {
     await api("/update_config/", {method: "PUT", params: {site_id: state.siteId}, body: readConfigForm()});
-    showModal("config-modal", false);
+    closeConfig();
     notify("Configuration saved.");
     loadSites().catch(() => {});
   } catch (error) {
@@ -81,6 +107,16 @@ export async function saveConfig(event) {
   } finally {
     $("config-save").disabled = false;
   }
+}
+
+export function closeConfig() {
+  closeTargetForm();  // no application password stays in a field
+  showModal("config-modal", false);
+}
+
+/** The publishing toggles' behaviour, wired once. */
+export function wireConfig() {
+  $("cfg-skip_review").addEventListener("change", showSkipReviewWarning);
 }
 
 /** One batch-size field per batch stage of the catalogue, and the timezone suggestions. */

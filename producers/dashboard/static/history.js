@@ -33,6 +33,7 @@ export async function openRun(runId) {
   $("run-title").textContent = `Run ${runId}`;
   $("run-stages").replaceChildren();
   $("run-log").textContent = "Loading…";
+  $("run-export-message").textContent = "";
   $("run-log-stage").value = "";
   showModal("run-modal", true);
   try {

@@ -50,6 +50,7 @@ export function updateButtons() {
   $("pause").disabled = state.busy || !shown || shown.status !== "running";
   $("resume").disabled = state.busy || !shown || !(shown.status === "paused" || (shown.status === "failed" && !state.active));
   $("configure").disabled = !hasSite;
+  $("current-export").disabled = !shown || shown.status !== "completed";
 }
 
 // ---------- polling ----------
