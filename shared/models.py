@@ -515,7 +515,8 @@ class NotificationChannel(Base):
     kind: Mapped[str] = mapped_column(String(16))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     events: Mapped[list[Any]] = mapped_column(JSONB, default=list, doc="Notification types it takes.")
-    url: Mapped[str | None] = mapped_column(String(2000), doc="A webhook's URL (a Slack URL is kept encrypted).")
+    url: Mapped[str | None] = mapped_column(String(2000),
+                                            doc="A webhook's URL; for Slack, whose URL is kept encrypted, a hint.")
     url_ciphertext: Mapped[str | None] = mapped_column(Text, doc="A Slack incoming-webhook URL, encrypted.")
     emails: Mapped[list[Any]] = mapped_column(JSONB, default=list)
     secret_ciphertext: Mapped[str | None] = mapped_column(Text, doc="A webhook's signing secret, encrypted.")

@@ -52,9 +52,9 @@ SAVE_ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": Refusal, "description": "AUTOMATION_SECRET_KEY is not set"}}
 Subscribable = Literal["run.completed", "run.failed", "run.paused", "content.ready_for_review",
                        "content.publish_failed", "credits.low"]
-Name = Field(min_length=1, max_length=100, pattern=r"^[\w .@-]+$")
-Url = Field(min_length=8, max_length=2000, description="webhook and slack: where to POST (http or https).")
-Emails = Field(min_length=1, max_length=MAX_EMAILS, description="email: the addresses to write to.")
+NAME = r"^[\w .@-]+$"
+Url = Field(None, min_length=8, max_length=2000, description="webhook and slack: where to POST (http or https).")
+Emails = Field(None, min_length=1, max_length=MAX_EMAILS, description="email: the addresses to write to.")
 
 
 def _emails(value: list[str] | None) -> list[str] | None:
@@ -70,7 +70,7 @@ def _emails(value: list[str] | None) -> list[str] | None:
 class ChannelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Name
+    name: str = Field(min_length=1, max_length=100, pattern=NAME)
     kind: Literal["webhook", "email", "slack"]
     site_id: int | None = Field(None, ge=1, le=2**31 - 1, description="One site's notifications; none: every site.")
     events: list[Subscribable] | None = Field(None, max_length=len(SUBSCRIBABLE),
@@ -87,11 +87,11 @@ class ChannelUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Name
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=NAME)
     events: list[Subscribable] | None = Field(None, max_length=len(SUBSCRIBABLE))
     enabled: bool | None = None
     url: str | None = Url
-    emails: list[str] | None = Field(None, min_length=1, max_length=MAX_EMAILS)
+    emails: list[str] | None = Emails
 
     _check_emails = field_validator("emails")(_emails)
 
@@ -169,7 +169,7 @@ def channel_out(channel: NotificationChannel, now: datetime) -> ChannelOut:
     return ChannelOut(
         id=channel.id, name=channel.name, kind=channel.kind, site_id=channel.site_id, events=list(channel.events),
         enabled=channel.enabled, url=channel.url if channel.kind == "webhook" else None,
-        url_hint=_mask(channel.url or "") if channel.kind == "slack" and channel.url else None,
+        url_hint=channel.url if channel.kind == "slack" else None,
         emails=list(channel.emails), has_secret=bool(channel.secret_ciphertext),
         secret_rotated_at=channel.secret_rotated_at,
         previous_secret_valid_until=previous if previous and previous > now else None, created_at=channel.created_at)
@@ -252,15 +252,11 @@ async def create_channel(body: ChannelIn, request: Request, account: AccountDep,
             secret = new_signing_secret()
             channel.url, channel.secret_ciphertext = url, _encrypt(settings, secret)
         else:
-            channel.url_ciphertext = _encrypt(settings, url)
-            channel.url = None
+            channel.url_ciphertext, channel.url = _encrypt(settings, url), _mask(url)
     session.add(channel)
     await session.commit()
     await session.refresh(channel)
-    out = channel_out(channel, datetime.now(UTC))
-    if channel.kind == "slack":
-        out.url_hint = _mask(body.url or "")
-    return ChannelCreated(**out.model_dump(), secret=secret)
+    return ChannelCreated(**channel_out(channel, datetime.now(UTC)).model_dump(), secret=secret)
 
 
 @router.get("/notification_channels/{channel_id}", response_model=ChannelOut, responses=NOT_FOUND)
@@ -293,7 +289,7 @@ async def update_channel(channel_id: ChannelId, body: ChannelUpdate, request: Re
         if channel.kind == "webhook":
             channel.url = url
         else:
-            channel.url_ciphertext = _encrypt(settings, url)
+            channel.url_ciphertext, channel.url = _encrypt(settings, url), _mask(url)
     await session.commit()
     return channel_out(channel, datetime.now(UTC))
 
