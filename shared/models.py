@@ -568,3 +568,5 @@ class NotificationDelivery(Base):
     created_at: Mapped[datetime] = _created()
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resent_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="When the watchdog last re-sent its message (lost while the database was away).")

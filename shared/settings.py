@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(10.0, gt=0, le=120, description="Timeout of one notification delivery "
                                           "(webhook, Slack, SMTP).")
     notify_max_attempts: int = Field(
-        12, ge=1, le=50, description="Tries of one notification delivery; retries past the last delay tier wait "
-        "the longest tier (with the defaults, about 5 minutes in all).")
+        20, ge=1, le=50, description="Tries of one notification delivery; retries past the last delay tier wait "
+        "the longest tier (with the defaults, about 4.5 minutes in all).")
     smtp_host: str = Field("", description="SMTP server for email notifications; empty: email channels fail "
                            "with a clear error.")
     smtp_port: int = Field(587, ge=1, le=65535)

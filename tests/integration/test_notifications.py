@@ -8,14 +8,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from consumers import notify
+from consumers.watchdog import resend_stalled_deliveries
 from producers.api.app import create_app
 from shared.api_keys import create_api_key
 from shared.events import DeliverNotification, RunRejected, RunStateChanged
@@ -292,3 +293,28 @@ async def test_credits_low_is_told_once_a_day_when_the_next_scheduled_run_cannot
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Notification).where(
             Notification.site_id == site_id, Notification.type == "credits.low")) == 1
+
+
+async def test_the_watchdog_resends_a_delivery_whose_message_was_lost(
+        deps, client, sessions, make_site, receiver, notify_settings) -> None:
+    site_id, headers = await account_with_site(sessions, make_site)
+    channel = await webhook_channel(client, headers, receiver)
+    run = await fake_run(sessions, site_id, "failed", error_message="boom")
+    own = replace(deps, settings=notify_settings)
+    await notify.announce(own, RunStateChanged(type="run.failed", run_id=run.run_id, site_id=site_id,
+                                               status="failed", reason="boom"))
+    [(delivery, notification)] = await deliveries_of(sessions, channel["id"])
+    async with sessions() as session, session.begin():
+        await session.execute(delete(OutboxMessage))  # the message is lost ...
+        await session.execute(update(NotificationDelivery).where(NotificationDelivery.id == delivery.id).values(
+            status="retrying", attempts=20, created_at=func.now() - timedelta(hours=1),
+            last_attempt_at=func.now() - timedelta(hours=1)))  # ... and the last resort never marked it failed
+    assert await resend_stalled_deliveries(own) == 1
+    assert await resend_stalled_deliveries(own) == 0  # not again before another stall period
+    async with sessions() as session:
+        [payload] = (await session.scalars(select(OutboxMessage.payload).where(
+            OutboxMessage.routing_key == "notify.deliver"))).all()
+    assert payload["delivery_id"] == delivery.id and payload["notification_event_id"] == notification.event_id
+    assert (await notify.deliver_one(own, DeliverNotification.model_validate(payload))).ok  # type: ignore[union-attr]
+    [(delivery, _)] = await deliveries_of(sessions, channel["id"])
+    assert delivery.status == "delivered"

@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
         sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
         sa.Column("delivered_at", sa.DateTime(timezone=True)),
+        sa.Column("resent_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("notification_id", "channel_id"),
         sa.CheckConstraint("status IN ('queued', 'retrying', 'delivered', 'failed')", name="delivery_status_known"),
     )
