@@ -45,6 +45,7 @@ READ_LIMIT = 4096  # bytes of a response body read at most, for the excerpt
 USER_AGENT = "automation-notify/1"
 # Answers worth retrying; any other 4xx (the URL is gone, the payload refused) fails at once.
 RETRYABLE_STATUS = {408, 409, 425, 429}
+DNS_TIMEOUT_SECONDS = 5.0
 
 
 class TargetRefused(Exception):
@@ -111,7 +112,14 @@ def _allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 async def resolve_target(url: str, allow_private: bool) -> list[str]:
     """The addresses `url`'s host resolves to, all of them public (or any, when allowed); raises
     `TargetRefused` for a bad URL or a non-public address, `DeliveryError` (retryable) when DNS fails."""
-    parts = urlsplit(url)
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise TargetRefused("the URL must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        raise TargetRefused("the URL is not valid") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TargetRefused("the URL must be http:// or https:// with a host name")
     if parts.username or parts.password:
@@ -122,9 +130,12 @@ async def resolve_target(url: str, allow_private: bool) -> list[str]:
         addresses = [str(literal)]
     except ValueError:
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
-        except OSError as error:
-            raise DeliveryError(f"cannot resolve {host}: {error}", retryable=True) from None
+            infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
+                host, port or 443, type=socket.SOCK_STREAM), timeout=DNS_TIMEOUT_SECONDS)
+        except (OSError, TimeoutError) as error:
+            raise DeliveryError(f"cannot resolve {host}: {error or 'timed out'}", retryable=True) from None
+        except (UnicodeError, ValueError):
+            raise TargetRefused(f"{host[:100]!r} is not a valid host name") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise DeliveryError(f"{host} resolves to no address", retryable=True)

@@ -44,7 +44,7 @@ AccountDep = Annotated[Account, Depends(current_account)]
 SessionDep = Annotated[AsyncSession, Depends(request_session)]
 ChannelId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="The channel's id.")]
 DeliveryId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="The delivery's id.")]
-EMAIL = re.compile(r"^[^@\s,;<>\"]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$")
+EMAIL = re.compile(r"^[^@\s,;<>\"\x00-\x1f\x7f]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$")
 MAX_EMAILS = 20
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Refusal}}
 SAVE_ERRORS: dict[int | str, dict[str, Any]] = {
