@@ -200,6 +200,8 @@ def build_app(process: str, settings: Settings, concurrency: int | None = None) 
     @app.after_startup
     async def start_relay() -> None:
         tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+        if process == "notify":
+            tasks.append(asyncio.create_task(notify.check_credits_forever(deps), name="credits-sweep"))
         if process == "control":
             tasks.append(asyncio.create_task(watch_forever(deps), name="watchdog"))
             if ops is not None:  # only control (and the API) reads the pipeline state for the gauges

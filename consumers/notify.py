@@ -6,8 +6,10 @@ credits) and turns each into one `notifications` row with the body every channel
 `notification_deliveries` row and one `notify.deliver` message per matching channel, all in one transaction
 (the outbox relays the messages). The row is keyed by its source (`dedupe_key`), so a redelivered event
 notifies nobody twice; the notification's `event_id` is derived from that key and is the same on every
-retry. After a completed run (or a start refused for credits) it also checks the site's next scheduled run
-against the balance, and warns once per day and site when the balance falls short (`credits.low`).
+retry. After a completed run, a start refused for credits, and every `AUTOMATION_NOTIFY_CREDITS_CHECK_SECONDS`
+for every site with scheduled runs (the scheduler skips a slot short of credits without any event), it checks
+the site's next scheduled run against the balance, and warns once per day and site when it falls short
+(`credits.low`).
 
 `<prefix>.notify.deliver` takes one message per notification and channel, so a slow or failing receiver
 holds up no other. A delivery is worked on by one consumer at a time: a PostgreSQL advisory lock on the
@@ -23,6 +25,7 @@ by its own failure hooks, which never touch a run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -60,12 +63,13 @@ from shared.notifications import ContentRef, Counts, Credits, RunInfo, SiteRef
 from shared.notifications import Notification as Body
 from shared.notify_delivery import Attempt, DeliveryError, Target, deliver, target_of
 from shared.outbox import add_events
-from shared.schedule import next_run_at
+from shared.schedule import next_run_at, schedule_of
 from shared.settings import Settings
 
 log = logging.getLogger("automation.notify")
 # Advisory lock keys of deliveries: the delivery id with a bit no other lock of the system uses (publish: 1 << 62).
 LOCK_NAMESPACE = 1 << 61
+CREDITS_SWEEP_LOCK = (1 << 61) - 1  # below every delivery's key
 # Notification event ids are derived from their dedupe key in this namespace: the same source, the same id.
 EVENT_NAMESPACE = uuid.UUID("6f1d7c1e-3b0a-4e55-9a57-2f7c4d0b9e11")
 
@@ -197,7 +201,7 @@ async def credits_low_notification(session: AsyncSession, settings: Settings, si
     if estimate.total == 0 or balance >= required:
         return None
     today = now()
-    due = next_run_at(config.frequency, config.scheduled_time, site.timezone, today)
+    due = next_run_at(schedule_of(config, site.timezone), today)
     when = f" on {due:%Y-%m-%d at %H:%M} UTC" if due else ""
     summary = (f"The balance ({balance}) is below what the next scheduled run of {site.name}{when} needs "
                f"({required}: estimate {estimate.total} with the buffer); it will be refused unless credits are added.")
@@ -256,6 +260,36 @@ async def announce(deps: Deps, event: RunStateChanged | StageCompleted | Publica
         deps.relay.wake()
         log.info("%s: %d notification deliveries queued", event.type, queued)
     return queued
+
+
+async def check_credits(deps: Deps) -> int:
+    """One sweep over the sites with scheduled runs: `credits.low` where the next run cannot start (each at
+    most once a day). One replica sweeps at a time (a transaction-level advisory lock)."""
+    queued = 0
+    async with deps.sessions() as session, session.begin():
+        if not await session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": CREDITS_SWEEP_LOCK}):
+            return 0
+        site_ids = (await session.scalars(select(AutomationConfig.site_id).where(AutomationConfig.is_enabled.is_(True))
+                                          .order_by(AutomationConfig.site_id))).all()
+        for site_id in site_ids:
+            made = await credits_low_notification(session, deps.settings, site_id)
+            if made is not None:
+                queued += await record(session, made[1], made[0])
+    if queued:
+        deps.relay.wake()
+    return queued
+
+
+async def check_credits_forever(deps: Deps) -> None:
+    """`check_credits` every `notify_credits_check_seconds`; a failed sweep is logged and tried again."""
+    while True:
+        try:
+            await check_credits(deps)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("credits sweep failed; will retry")
+        await asyncio.sleep(deps.settings.notify_credits_check_seconds)
 
 
 # --- delivering ---------------------------------------------------------------------------------

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(
         20, ge=1, le=50, description="Tries of one notification delivery; retries past the last delay tier wait "
         "the longest tier (with the defaults, about 4.5 minutes in all).")
+    notify_credits_check_seconds: float = Field(
+        3600.0, gt=0, description="How often the notify consumer checks every site with scheduled runs for "
+        "credits short of its next run (credits.low, at most once a day and site).")
     smtp_host: str = Field("", description="SMTP server for email notifications; empty: email channels fail "
                            "with a clear error.")
     smtp_port: int = Field(587, ge=1, le=65535)

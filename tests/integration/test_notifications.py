@@ -318,3 +318,19 @@ async def test_the_watchdog_resends_a_delivery_whose_message_was_lost(
     assert (await notify.deliver_one(own, DeliverNotification.model_validate(payload))).ok  # type: ignore[union-attr]
     [(delivery, _)] = await deliveries_of(sessions, channel["id"])
     assert delivery.status == "delivered"
+
+
+async def test_the_credits_sweep_warns_before_a_scheduled_slot_is_skipped(
+        deps, client, sessions, make_site, receiver, notify_settings) -> None:
+    site_id, headers = await account_with_site(sessions, make_site, credits=3)
+    channel = await webhook_channel(client, headers, receiver, events=["credits.low"])
+    own = replace(deps, settings=notify_settings)
+    await notify.check_credits(own)
+    assert await deliveries_of(sessions, channel["id"]) == []  # no scheduled runs: nothing to warn about
+    async with sessions() as session, session.begin():
+        await session.execute(update(AutomationConfig).where(AutomationConfig.site_id == site_id).values(
+            is_enabled=True))
+    await notify.check_credits(own)
+    await notify.check_credits(own)  # the next sweep the same day tells nobody again
+    [(_, notification)] = await deliveries_of(sessions, channel["id"])
+    assert notification.type == "credits.low" and notification.payload["credits"]["balance"] == 3
