@@ -45,6 +45,7 @@ class _Writer:
         self.plan = plan
         self.title = title
         self.used: set[str] = set()
+        self.banks: dict[tuple[str, frozenset[str], bool], list[str]] = {}
         self.recent: list[str] = []  # this paragraph's templates: a reused template never repeats within one
         shape = plan.shape
         self.base = {"doctype": content_types()[plan.kind].doctype, "c": plan.slots["c"], "kw": self._keyword(),
@@ -67,19 +68,7 @@ class _Writer:
                  optional: bool = False, parts: str = "", order: list[str] | None = None) -> str:
         """One sentence of `role` about `sub`, preferring templates not yet used in this article; an
         `optional` sentence is left out ("") rather than repeat a template."""
-        facets = [f for f in self.plan.facets if f.casefold() != sub.casefold()] or list(self.plan.facets)
-        picked = [f for f in order if f in facets][:3] if order else rng.sample(facets, k=min(3, len(facets)))
-        while len(picked) < 3:
-            picked.append(picked[-1] if picked else sub)
-        others = [r for r in self.plan.related if r.casefold() != sub.casefold()] or facets
-        near = rng.sample(others, k=min(2, len(others)))
-        values = {**self.base, "sub": sub, "ref": rng.choice(self.refs), "f1": picked[0], "f2": picked[1],
-                  "f3": picked[2], "fs": join_phrases(picked[: 2 + rng.randrange(2)]), "r1": near[0],
-                  "r2": near[-1]}
-        if parts:
-            values["parts"] = parts
-        bank = [t for t in sentence_templates()[role] if slots_of(t) <= values.keys() and need <= slots_of(t)]
-        bank = bank or [t for t in sentence_templates()[role] if slots_of(t) <= values.keys()]
+        bank = self._templates(role, need, bool(parts))
         if not bank:
             return ""
         fresh = [t for t in bank if t not in self.used]
@@ -89,7 +78,30 @@ class _Writer:
         template = rng.choice(fresh or unlike)
         self.used.add(template)
         self.recent.append(template)
+        wanted = slots_of(template)
+        values = {**self.base, "sub": sub, "parts": parts}
+        if wanted & {"f1", "f2", "f3", "fs"}:
+            facets = [f for f in self.plan.facets if f.casefold() != sub.casefold()] or list(self.plan.facets)
+            picked = [f for f in order if f in facets][:3] if order else rng.sample(facets, k=min(3, len(facets)))
+            while len(picked) < 3:
+                picked.append(picked[-1] if picked else sub)
+            values.update(f1=picked[0], f2=picked[1], f3=picked[2], fs=join_phrases(picked[: 2 + rng.randrange(2)]))
+        if wanted & {"r1", "r2"}:
+            others = [r for r in self.plan.related if r.casefold() != sub.casefold()] or list(self.plan.facets)
+            near = rng.sample(others, k=min(2, len(others)))
+            values.update(r1=near[0], r2=near[-1])
+        if "ref" in wanted:
+            values["ref"] = rng.choice(self.refs)
         return fill(template, rng, values).strip()
+
+    def _templates(self, role: str, need: frozenset[str], parts: bool) -> list[str]:
+        """The role's templates this article can fill (those using `need`, if any do)."""
+        key = (role, need, parts)
+        if key not in self.banks:
+            keys = self.base.keys() | {"sub", "ref", "f1", "f2", "f3", "fs", "r1", "r2"} | ({"parts"} if parts else set())
+            usable = [t for t in sentence_templates()[role] if slots_of(t) <= keys]
+            self.banks[key] = [t for t in usable if need <= slots_of(t)] or usable
+        return self.banks[key]
 
     def paragraph(self, key: tuple[object, ...], roles: tuple[str, ...], sub: str, target: int = 0,
                   extra: tuple[str, ...] = (), parts: str = "") -> str:
@@ -102,12 +114,15 @@ class _Writer:
         self.recent = []
         order = rng.sample(list(self.plan.facets), k=len(self.plan.facets))  # one paragraph, one order of aspects
         sentences = [self.sentence(self._bank(role), rng, sub, parts=parts, order=order) for role in roles]
+        words = sum(count_words(s) for s in sentences)
         pool = list(extra) * 3
         rng.shuffle(pool)
         for role in pool:
-            if count_words(" ".join(sentences)) + 12 >= min(target, _PARAGRAPH_WORDS):
+            if words + 12 >= min(target, _PARAGRAPH_WORDS):
                 break
-            sentences.append(self.sentence(role, rng, sub, optional=True, order=order))
+            sentence = self.sentence(role, rng, sub, optional=True, order=order)
+            sentences.append(sentence)
+            words += count_words(sentence)
         return " ".join(s for s in sentences if s)
 
     def _bank(self, role: str) -> str:

@@ -10,7 +10,7 @@ heading, leaving small words lowercase and names as they are.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from ai.local_templates import english, name_casing
 
@@ -20,11 +20,10 @@ _EDGE = re.compile(r"^([^\w&]*)(.*?)([^\w&%]*)$")
 
 
 @cache
-def _phrases() -> list[tuple[re.Pattern[str], str]]:
-    """Multi-word names, longest first, as patterns over lowercase text."""
-    names = [n for n in name_casing().values() if " " in n]
-    names.sort(key=len, reverse=True)
-    return [(re.compile(rf"(?<![\w'&-]){re.escape(n.casefold())}(?![\w'&-])"), n) for n in names]
+def _phrases() -> re.Pattern[str]:
+    """Multi-word names, longest first, as one pattern over lowercase text."""
+    names = sorted((n.casefold() for n in name_casing().values() if " " in n), key=len, reverse=True)
+    return re.compile(r"(?<![\w'&-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w'&-])")
 
 
 def _model_number(word: str) -> str | None:
@@ -69,13 +68,8 @@ def _word(word: str, context: frozenset[str]) -> str:
 
 def _spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, cased) of the multi-word names in `text`, not overlapping."""
-    folded = text.casefold()
-    taken: list[tuple[int, int, str]] = []
-    for pattern, name in _phrases():
-        for match in pattern.finditer(folded):
-            if all(match.end() <= s or match.start() >= e for s, e, _ in taken):
-                taken.append((match.start(), match.end(), name))
-    return sorted(taken)
+    names = name_casing()
+    return [(m.start(), m.end(), names[m.group()]) for m in _phrases().finditer(text.casefold())]
 
 
 def _tokens(text: str) -> list[tuple[str, bool]]:
@@ -93,11 +87,13 @@ def _tokens(text: str) -> list[tuple[str, bool]]:
     return out
 
 
+@lru_cache(maxsize=65536)
 def cased(text: str) -> str:
     """`text` with names, acronyms, model numbers and "I" in their case; everything else untouched."""
     return " ".join(word for word, _ in _tokens(text))
 
 
+@lru_cache(maxsize=65536)
 def title_case(text: str) -> str:
     """Heading case: every word capitalised (hyphenated parts too) except small words inside the
     heading; names and acronyms keep their own case ("PBT vs ABS Keycaps", "Zola vs The Knot Registry")."""

@@ -43,7 +43,8 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     "comparison inside a template": re.compile(
         r"\b(?:with|to|of|about|between|on|master|mastering|understanding|started)\b[^:?]*\bvs\.?(?:\s|$)",
         re.IGNORECASE),
-    "how to + gerund": re.compile(r"^how to (?!(?:bring|sing|string|ring|swing|spring|sling|sting|wring)\b)\w+ing\b",
+    "how to + gerund": re.compile(r"^how to (?:(?:potty|crate|leash|house|spot|hand|steam)\s+)?"
+                                  r"(?!(?:bring|sing|string|ring|swing|spring|sling|sting|wring)\b)\w+ing\b",
                                   re.IGNORECASE),
     "guide to + verb": re.compile(r"\b(?:guide|introduction|approach|plan|checklist) to (?:learn|make|build|choose|"
                                   r"start|get|use|feed|shape|store|stop|train|teach|tune|read|play|change|clean|fix|"
@@ -162,7 +163,7 @@ def title_problems(title: str, keyword: str = "", year: int | None = None) -> li
         problems.append("ends on a dangling word")
     first = re.split(r"[:?]", title, maxsplit=1)[0]
     if re.match(rf"^(?:{_AUX})\s", first, re.IGNORECASE) or \
-            re.match(rf"^(?:{_QUESTION_WORDS})\s+(?:\w+\s+){{0,2}}(?:{_AUX})\s", first, re.IGNORECASE):
+            re.match(rf"^(?:{_QUESTION_WORDS})\s+(?:\w+\s+){{0,4}}(?:{_AUX})\s", first, re.IGNORECASE):
         if not title[len(first) :].startswith("?"):
             problems.append("question without a question mark")
     for found in re.findall(r"\b(?:19|20)\d\d\b", title):

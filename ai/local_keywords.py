@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from ai.local_templates import english, keyword_lists
 
@@ -173,7 +173,12 @@ def _question(keyword: str, words: list[str], asked: list[str] | None = None) ->
     bare = infinitive is not None and not set(asked[:infinitive]) & lists.auxiliaries
     if bare and infinitive is not None:
         to_reader = " ".join([*asked[:infinitive], "should you", *asked[infinitive + 1 :]])
-    subject = _question_subject(asked) if asked is words else [w for w in words if w not in asked]
+    if asked is words:
+        subject = _question_subject(asked)
+    elif "to" in words:  # "cheapest way to travel around japan": about travelling around Japan
+        subject = words[words.index("to") + 1 :]
+    else:
+        subject = [w for w in words if w not in asked]
     return _shape(keyword, "question", subject, question=" ".join(asked), to_reader=to_reader, asks=asks,
                   infinitive=bare)
 
@@ -234,6 +239,7 @@ def _is_gerund(word: str) -> bool:
     return len(word) > 5 and word.endswith("ing") and word not in lists.gerund_nouns
 
 
+@lru_cache(maxsize=65536)
 def analyse(keyword: str) -> Shape:
     """What `keyword` asks for (see `Shape`)."""
     text = normalise(keyword) or keyword.casefold().strip() or "?"
@@ -252,6 +258,8 @@ def analyse(keyword: str) -> Shape:
         left, right = text.split(" or ", 1)
         if left and right:
             return _comparison(text, left, right)
+    if re.match(r"^(?:best|cheapest|easiest|fastest|quickest|safest) (?:way|time|place|age) to\b", text):
+        return _question(text, words, ["what", "is", "the", *words])  # "cheapest way to travel around japan"
     for pattern, question in _FRAGMENTS:
         match = pattern.match(text)
         if match:

@@ -245,11 +245,15 @@ def _slots(shape: Shape, kind: str, topic: str) -> dict[str, str]:
         lower["c"] = lower["g"]
         if shape.action:
             lower["act"] = shape.action
+        else:
+            lower["w"] = shape.keyword
     if shape.kind == "problem":
         words = [w for w in shape.keyword.split() if w not in lists.fix_words | lists.cause_words]
         lower["p"] = " ".join(words) or shape.keyword
         if not shape.clause:
             lower["c"] = shape.core
+    if shape.kind == "list":
+        lower["l"] = f"{plural(shape.core)} {shape.qualifier}".strip()  # "cheap trail running shoes under 100"
     if shape.kind == "list" and shape.list_style == "advice":
         words = shape.keyword.split()
         heads = [i for i, w in enumerate(words) if w in lists.advice_heads]
@@ -354,8 +358,9 @@ def build_plan(keyword: str, kind: str, topic: str, candidates: list[str] | tupl
     elif shape.kind not in ("question", "comparison", "howto") and \
             _phrase_in(shape.keyword.split(), slots["c"]) and len(shape.core.split()) > 1:
         short = short_form(shape, picker.ranked, topic)
-        slots["c"] = cased(plural(short))
-        slots["C"] = title_case(plural(short))
+        named = plural(short) if short.split()[-1] == shape.head else short  # "trail shoes", "fiddle leaf fig"
+        slots["c"] = cased(named)
+        slots["C"] = title_case(named)
     if year is not None and shape.year is None:
         slots["y"] = slots["Y"] = str(year)
     variant = _variant(shape, kind, spec)
@@ -401,6 +406,8 @@ def build_plan(keyword: str, kind: str, topic: str, candidates: list[str] | tupl
                             subject=_shorten(subject_phrase(related), shape)))
         else:
             text = _heading(row.h2, rng, slots)
+            if row.role == "practice" and variant == "advice":  # the keyword's H2 in a list of tips
+                text = f"How to Avoid {slots['K']}" if shape.head == "mistakes" else f"Putting These {slots['K']} into Practice"
             if text is None:
                 continue
             h3s: tuple[str, ...] = ()
@@ -516,5 +523,7 @@ def describe(plan: Plan, rng: random.Random) -> str:
     spec = content_types()[plan.kind]
     lower = {k: v for k, v in plan.slots.items() if k == k.lower()}
     usable = [t for t in spec.description if _usable(t, lower)] or ["A practical guide to {s}."]
+    naming = [t for t in usable if slots_of(t) & {"k", "act", "r"}]  # the meta description names the keyword
+    usable = naming or usable
     text = fill(rng.choice(usable), rng, lower)
     return tidy(text[:1].upper() + text[1:])

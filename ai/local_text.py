@@ -12,6 +12,7 @@ import hashlib
 import random
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from ai.local_case import capitalise, cased
 from ai.local_templates import ALTERNATIVES, SLOT, english, keyword_lists
@@ -26,6 +27,7 @@ def seeded(*parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+@lru_cache(maxsize=8192)
 def slots_of(template: str) -> frozenset[str]:
     """The slot names a template uses, lowercase."""
     return frozenset(name.lower() for name in SLOT.findall(template))
@@ -68,6 +70,7 @@ def gerund(verb: str) -> str:
     return verb + "ing"
 
 
+@lru_cache(maxsize=65536)
 def plural(noun_phrase: str) -> str:
     """The phrase with its last word in the plural ("mechanical keyboard" -> "mechanical keyboards");
     unchanged when it already is, is a mass noun, a name or has digits."""
