@@ -98,7 +98,8 @@ class _Writer:
         """The role's templates this article can fill (those using `need`, if any do)."""
         key = (role, need, parts)
         if key not in self.banks:
-            keys = self.base.keys() | {"sub", "ref", "f1", "f2", "f3", "fs", "r1", "r2"} | ({"parts"} if parts else set())
+            keys = self.base.keys() | {"sub", "ref", "f1", "f2", "f3", "fs", "r1", "r2"} | \
+                ({"parts"} if parts else set())
             usable = [t for t in sentence_templates()[role] if slots_of(t) <= keys]
             self.banks[key] = [t for t in usable if need <= slots_of(t)] or usable
         return self.banks[key]
@@ -108,8 +109,8 @@ class _Writer:
         """The roles' sentences in order, then `extra` ones until about `target` words. For things one
         buys (and their costs), practice tips give way to buying tips."""
         if self.buying:
-            roles = tuple("buy_tip" if r == "tip" else r for r in roles)
-            extra = tuple("buy_tip" if r == "tip" else r for r in extra)
+            roles = tuple("buy_tip" if r in ("tip", "practice_tip") else r for r in roles)
+            extra = tuple("buy_tip" if r in ("tip", "practice_tip") else r for r in extra)
         rng = seeded(self.title, *key)
         self.recent = []
         order = rng.sample(list(self.plan.facets), k=len(self.plan.facets))  # one paragraph, one order of aspects

@@ -98,6 +98,8 @@ def heading_for(shape: Shape) -> str:
 
 def subject_phrase(shape: Shape) -> str:
     """What a keyword is about, as a phrase for a sentence."""
+    if shape.kind in ("cost", "checklist"):
+        return cased(shape.keyword)  # "car detailing prices" is not "car detailing"
     if shape.kind == "howto":
         return cased(shape.gerund or shape.subject)
     if shape.kind == "comparison" and len(shape.options) == 2:
@@ -219,7 +221,8 @@ def _variant(shape: Shape, kind: str, spec: ContentType) -> str:
         else "clause" if shape.clause else "noun",
         "review": "default",
         "checklist": "named" if words & (lists.checklist_heads | {"list"}) else "plain",
-        "guide": shape.kind if shape.kind in ("cost", "service")
+        "guide": "document" if shape.head in lists.document_heads
+        else shape.kind if shape.kind in ("cost", "service")
         else shape.category if shape.category in ("product", "place", "money", "service") else "general",
     }.get(kind, "")
     return choice if choice in spec.titles else next(iter(spec.titles))
@@ -407,7 +410,8 @@ def build_plan(keyword: str, kind: str, topic: str, candidates: list[str] | tupl
         else:
             text = _heading(row.h2, rng, slots)
             if row.role == "practice" and variant == "advice":  # the keyword's H2 in a list of tips
-                text = f"How to Avoid {slots['K']}" if shape.head == "mistakes" else f"Putting These {slots['K']} into Practice"
+                text = f"How to Avoid {slots['K']}" if shape.head == "mistakes" \
+                    else f"Putting These {slots['K']} into Practice"
             if text is None:
                 continue
             h3s: tuple[str, ...] = ()
@@ -515,6 +519,8 @@ def _reads_after_preposition(shape: Shape) -> bool:
     if set(words) & (lists.intent_fillers | lists.review_words | lists.cost_words | {"sample", "template"}):
         return False
     head = shape.head
+    if shape.qualifier or len(words) > 4:
+        return False  # "a beginner's guide to stretch and folds every 30 minutes"
     return plural(head) == head or head.endswith("ing")
 
 

@@ -46,8 +46,10 @@ def _template(*slots: str) -> Callable[[str], str]:
 
 # Titles and headings: {k} the keyword, {q} the question as asked, {r} the question put to the reader,
 # {s} the subject, {c} the subject as a heading names it (plural where countable), {ct} the subject of a
-# list of tips without "tips", {l} what a list is of, in full ("cheap trail running shoes under 100"), {p} the problem, {a} and {b} the options compared, {act} the procedure as a
-# verb phrase, {g} as a gerund phrase, {w} a procedure named without a verb ("backpacking tarp setup"), {n} the number of list items, {y} the run's year.
+# list of tips without "tips", {l} what a list is of, in full ("cheap trail running shoes under 100"),
+# {p} the problem, {a} and {b} the options compared, {act} the procedure as a verb phrase, {g} as a gerund
+# phrase, {w} a procedure named without a verb ("backpacking tarp setup"), {n} the number of list items,
+# {y} the run's year.
 HEADING_SLOTS = ("k", "q", "r", "s", "c", "ct", "l", "p", "a", "b", "act", "g", "w", "n", "y")
 # Sentences: {sub} what the section is about, {ref} the article's subject (not always in the keyword's
 # words), {kw} the primary keyword, {q} its question, {f1} {f2} {f3} aspects it depends on, {fs} two or three
@@ -175,6 +177,8 @@ class KeywordLists(_Data):
     categories: dict[str, frozenset[str]] = Field(description="Category -> head nouns, in the order they are tried.")
     attribute_heads: frozenset[str] = Field(description='Heads of keywords that name an aspect of their subject '
                                             '("grind size", "hydration"): what answers and causes depend on.')
+    document_heads: frozenset[str] = Field(description='Heads of keywords that ask for a model document '
+                                           '("reception timeline sample", "invitation wording").')
     choice_heads: frozenset[str] = Field(description='List heads of things one picks ("apps", "hotels"): their '
                                          "lists say how to choose.")
     generic_facets: dict[str, tuple[str, ...]] = Field(description="Category -> what any subject of it involves, "
