@@ -285,7 +285,7 @@ def type_contradiction(keyword: str, content_type: str, title: str, outline: Ite
         if kept < 0.6 or not ("?" in title or _QUESTION_START.match(title)):
             return "the title does not keep or rephrase the question"
         return None
-    if re.match(r"^(?:best|top)\b", kw) and content_type not in ("listicle",):
+    if re.match(r"^(?:best|top)\b(?! (?:way|time|place|age) to\b)", kw) and content_type not in ("listicle",):
         return f"a 'best' keyword got a {content_type}"
     if content_type == "review" and not re.search(r"\breviews?\b", kw):
         return "a review of something the keyword does not ask to review"

@@ -287,7 +287,7 @@ def analyse(keyword: str) -> Shape:
         return _shape(text, "howto", subject + qualifier)
     if core[-1] in lists.advice_heads or words[-1] in lists.advice_heads:
         return _shape(text, "list", words, list_style="advice")
-    if set(words) & lists.problem_words or "smells like" in text:
+    if set(words) & lists.problem_words or "smells like" in text or text.endswith(" what to do"):
         return _problem(text, words)
     if set(words) & lists.review_words:
         subject = [w for w in words if w not in lists.review_words]
@@ -318,6 +318,8 @@ def analyse(keyword: str) -> Shape:
 def _problem(text: str, words: list[str]) -> Shape:
     """A symptom: the subject is what has it ("sourdough starter" in "sourdough starter not rising")."""
     lists = keyword_lists()
+    if text.endswith(" what to do") and len(words) > 3:  # "frozen pipes what to do"
+        return _shape(text, "problem", words[:-3], clause=False)
     clause = bool(set(words) & lists.clause_problem_words) or "smells like" in text
     if clause:
         subject = _words_before(words, lists.clause_problem_words | {"smells"})

@@ -217,7 +217,8 @@ def _variant(shape: Shape, kind: str, spec: ContentType) -> str:
         "listicle": "advice" if shape.list_style == "advice"
         else "things" if shape.keyword.split()[0] in lists.list_starts or shape.head in lists.choice_heads
         or (shape.category in ("product", "software") and shape.head not in lists.list_heads) else "topics",
-        "troubleshooting": "fix" if words & lists.fix_words else "cause" if words & lists.cause_words
+        "troubleshooting": "todo" if shape.keyword.endswith(" what to do")
+        else "fix" if words & lists.fix_words else "cause" if words & lists.cause_words
         else "clause" if shape.clause else "noun",
         "review": "default",
         "checklist": "named" if words & (lists.checklist_heads | {"list"}) else "plain",
@@ -251,7 +252,8 @@ def _slots(shape: Shape, kind: str, topic: str) -> dict[str, str]:
         else:
             lower["w"] = shape.keyword
     if shape.kind == "problem":
-        words = [w for w in shape.keyword.split() if w not in lists.fix_words | lists.cause_words]
+        words = [w for w in shape.keyword.removesuffix(" what to do").split()
+                 if w not in lists.fix_words | lists.cause_words]
         lower["p"] = " ".join(words) or shape.keyword
         if not shape.clause:
             lower["c"] = shape.core

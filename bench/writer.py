@@ -1,6 +1,7 @@
-"""The offline writer's drafts, measured as an editor reads them: `python -m bench.writer [--set demo|labelled]`.
+"""The offline writer's drafts as an editor reads them: `python -m bench.writer [--set demo|labelled|holdout]`.
 
-For each keyword set (the demo's keywords, and the labelled set of the tests) it does what a demo run
+For each keyword set (the demo's keywords, the labelled set of the tests, and a small held-out set written
+after the writer was tuned on the other two: tests/data/writer_holdout_keywords.json) it does what a demo run
 does with the offline provider, in this process and without a database: clusters the keywords in one
 call, writes one idea per search intent for every cluster (titles already taken by the site are shown
 as taken), writes every idea's article and its image prompts, and lays out every prompt's caption at the
@@ -40,15 +41,17 @@ from ai.local_checks import (
 from ai.local_images import caption_layout
 from shared.demo_data import demo_keywords
 
-LABELLED = Path(__file__).resolve().parents[1] / "tests" / "data" / "labelled_keywords.json"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+LABELLED = DATA / "labelled_keywords.json"
+HOLDOUT = DATA / "writer_holdout_keywords.json"
 WIDTH, HEIGHT = 512, 288  # the settings' default image size
 
 
 def keyword_set(name: str) -> list[str]:
-    """The demo's keywords, or the labelled set of the tests, topics interleaved as a user would paste them."""
+    """The demo's keywords, or a set of the tests' data, topics interleaved as a user would paste them."""
     if name == "demo":
         return [k for k, _ in demo_keywords()]
-    topics: dict[str, list[str]] = json.loads(LABELLED.read_text())
+    topics: dict[str, list[str]] = json.loads((HOLDOUT if name == "holdout" else LABELLED).read_text())
     columns = list(topics.values())
     longest = max(len(c) for c in columns)
     return [c[i] for i in range(longest) for c in columns if i < len(c)]
@@ -148,13 +151,13 @@ def report(name: str, found: dict[str, object], sample: int, seconds: float) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", dest="sets", action="append", choices=("demo", "labelled"),
-                        help="keyword set (repeatable; default both)")
+    parser.add_argument("--set", dest="sets", action="append", choices=("demo", "labelled", "holdout"),
+                        help="keyword set (repeatable; default all three)")
     parser.add_argument("--sample", type=int, default=40, help="random titles printed per set")
     parser.add_argument("--json", dest="json_path", help="also write the figures to this file")
     args = parser.parse_args()
     results = {}
-    for name in args.sets or ["demo", "labelled"]:
+    for name in args.sets or ["demo", "labelled", "holdout"]:
         started = time.perf_counter()
         found = figures(write_site(keyword_set(name)))
         report(name, found, args.sample, time.perf_counter() - started)
