@@ -174,10 +174,10 @@ async def test_run_now_shows_the_estimate_and_the_seven_stage_cards_reach_comple
     await expect(page.locator("#run-log")).to_contain_text("Stage 4 started")
     await page.click("#run-close")
 
-    # the log's line selector
+    # the log's line selector, every line shown (per-batch detail too)
+    await page.select_option("#log-level", "all")
     await page.select_option("#log-lines", "50")
-    await page.wait_for_function("document.getElementById('log').textContent.split('\\n').length === 50",
-                                 timeout=10_000)
+    await expect(page.locator("#log .log-line")).to_have_count(50, timeout=10_000)
 
 
 async def test_run_now_without_enough_credits_explains_the_figures(page, server, sessions, make_module_site):
@@ -219,16 +219,18 @@ async def test_an_invalid_configuration_shows_the_api_error_beside_the_field_and
     await sign_in(page, server, key)
     await page.click("#configure")
     await expect(page.locator("#config-modal")).to_be_visible()
-    await expect(page.locator("#cfg-scheduled_time")).to_have_value(before["scheduled_time"])
+    await expect(page.locator("#cfg-times input")).to_have_count(1)
+    await expect(page.locator("#cfg-times input")).to_have_value(before["scheduled_time"])
     await page.check("#cfg-is_enabled")
     await page.select_option("#cfg-frequency", "weekly")
     await page.fill("#cfg-stage_2_batch_size", "0")
-    await page.fill("#cfg-scheduled_time", "25:00")
+    await page.fill("#cfg-times input", "25:00")
     await page.click("#config-save")
 
     batch_error = page.locator('[data-error-for="stage_2_batch_size"]')
-    await expect(batch_error).to_contain_text("greater than or equal to 1")
-    await expect(page.locator('[data-error-for="scheduled_time"]')).to_contain_text("match pattern")
+    await expect(batch_error).to_have_text("must be at least 1: a batch holds 1\u20131000 items")  # in plain words
+    await expect(page.locator('[data-error-for="scheduled_times"]')).to_have_text(
+        "time 1: use a 24-hour time as HH:MM, e.g. 09:30")
     await expect(page.locator('[data-error-for="stage_1_batch_size"]')).to_have_text("")
     await expect(page.locator("#cfg-stage_2_batch_size")).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#config-modal")).to_be_visible()
@@ -237,7 +239,7 @@ async def test_an_invalid_configuration_shows_the_api_error_beside_the_field_and
     await page.screenshot(path=shots / f"{request.node.name}-errors.png", full_page=True)
 
     await page.fill("#cfg-stage_2_batch_size", "3")
-    await page.fill("#cfg-scheduled_time", "06:30")
+    await page.fill("#cfg-times input", "06:30")
     await page.click("#config-save")
     await expect(page.locator("#config-modal")).to_be_hidden()
     saved = (await api.get("/config/", params={"site_id": site.id}, headers={"X-API-Key": key})).json()

@@ -31,7 +31,7 @@ from sqlalchemy import update
 from automation.supervisor import ConsumerFleet
 from shared.models import Account, AutomationRun, RunStage
 from shared.settings import Settings
-from tests.e2e.conftest import api_server, fleet_with, wait_for
+from tests.e2e.conftest import api_server, fleet_with
 from tests.e2e.test_dashboard import BASE, CHROMIUM, CHROMIUM_ARGS, new_site, run_to_completion, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -118,13 +118,19 @@ async def finished(server, sessions, make_module_site):
     return site, key, run_id
 
 
+async def downloaded(download) -> str:
+    """A download's bytes as text (line ends kept, as the API sent them)."""
+    data = await asyncio.to_thread(Path(await download.path()).read_bytes)
+    return data.decode("utf-8")
+
+
 def shown(at: str, zone: str = ZONE) -> str:
     """A time as the page shows it: "Tue 2025-03-04 09:00 EST"."""
     local = datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
     return local.strftime("%a %Y-%m-%d %H:%M %Z")
 
 
-async def test_schedule_forms_preview_the_next_five_runs_and_save(open_page, server, api, finished):
+async def test_schedule_forms_preview_the_next_five_runs_and_save(open_page, server, api, finished, shots, request):
     site, key, _run = finished
     headers = {"X-API-Key": key}
     page = await open_page()
@@ -154,7 +160,8 @@ async def test_schedule_forms_preview_the_next_five_runs_and_save(open_page, ser
     await page.click("#config-save")
     await expect(page.locator("#config-modal")).to_be_hidden()
     saved = (await api.get("/config/", params={"site_id": site.id}, headers=headers)).json()
-    assert (saved["frequency"], saved["scheduled_times"], saved["weekdays"]) == ("weekly", ["09:00", "17:30"], ["tue", "thu"])
+    assert (saved["frequency"], saved["scheduled_times"], saved["weekdays"]) == ("weekly", ["09:00", "17:30"],
+                                                                                 ["tue", "thu"])
 
     await page.reload()
     await expect(page.locator("#configure")).to_be_enabled()
@@ -162,7 +169,8 @@ async def test_schedule_forms_preview_the_next_five_runs_and_save(open_page, ser
     await expect(page.locator("#cfg-frequency")).to_have_value("weekly")
     await expect(page.locator("#cfg-times input")).to_have_count(2)
     assert await page.locator("#cfg-times input").evaluate_all("xs => xs.map(x => x.value)") == ["09:00", "17:30"]
-    assert await page.locator("#cfg-weekdays input:checked").evaluate_all("xs => xs.map(x => x.value)") == ["tue", "thu"]
+    weekdays = await page.locator("#cfg-weekdays input:checked").evaluate_all("xs => xs.map(x => x.value)")
+    assert weekdays == ["tue", "thu"]
     await expect(page.locator("#cfg-next-runs li")).to_have_text([shown(at) for at in saved["next_runs"]])
 
     # cron: a refused expression is explained beside the field, then weekdays at 06:30
@@ -179,6 +187,7 @@ async def test_schedule_forms_preview_the_next_five_runs_and_save(open_page, ser
                               json={"frequency": "cron", "cron": "30 6 * * 1-5", "timezone": ZONE})).json()
     await expect(page.locator("#cfg-next-runs li")).to_have_text([shown(at) for at in preview["next_runs"]])
     assert all(" 06:30 E" in shown(at) for at in preview["next_runs"])
+    await page.locator("#config-modal .modal").screenshot(path=shots / f"{request.node.name}-cron.png")
     await page.click("#config-save")
     await expect(page.locator("#config-modal")).to_be_hidden()
     saved = (await api.get("/config/", params={"site_id": site.id}, headers=headers)).json()
@@ -211,6 +220,7 @@ async def test_the_credits_panel_charts_a_real_run_and_its_csv_matches_the_api(o
     assert by_day["total"] > 0 and [r["key"] for r in by_run["rows"]] == [run_id]
 
     panel = page.locator("#credits-panel")
+    await panel.scroll_into_view_if_needed()  # read when it comes into view
     for chart in ("usage-day", "usage-stage", "balance"):  # drawn by uPlot, one point a day or stage
         await expect(panel.locator(f"#chart-{chart} canvas")).to_have_count(1)
     await expect(panel.locator("#chart-usage-day")).to_have_attribute("data-points", str(len(balance["points"])))
@@ -240,10 +250,10 @@ async def test_the_credits_panel_charts_a_real_run_and_its_csv_matches_the_api(o
         async with page.expect_download() as waiting:
             await panel.locator(f'button.csv[data-csv="{name}"]').click()
         download = await waiting.value
-        saved = Path(await download.path()).read_bytes().decode("utf-8")
+        saved = await downloaded(download)
         expected = (await api.get(path, params={**params, "format": "csv"}, headers=headers)).text
         if name == "forecast":  # the balance after each slot moves with time only through "now": same rows
-            assert list(csv.reader(io.StringIO(saved)))[0] == list(csv.reader(io.StringIO(expected)))[0]
+            assert next(csv.reader(io.StringIO(saved))) == next(csv.reader(io.StringIO(expected)))
             assert len(saved.splitlines()) == len(expected.splitlines())
         else:
             assert saved == expected
@@ -321,7 +331,7 @@ async def test_a_live_run_keeps_balance_history_and_cards_true_through_a_credit_
                                                                                                             "ERROR"}
     async with page.expect_download() as waiting:
         await page.click("#log-download")
-    text = Path(await (await waiting.value).path()).read_text(encoding="utf-8")
+    text = await downloaded(await waiting.value)
     assert "insufficient credits" in text and "Run completed" in text
 
 
@@ -339,8 +349,8 @@ async def _add_run(sessions, site_id: int, run_id: str, ago: timedelta, status: 
         for number in range(1, stage + 1):
             done = number < stage or status == "completed"
             session.add(RunStage(run_id=run.id, stage=number, status="completed" if done else "planned",
-                                 batches_total=5, batches_done=5 if done else 2, items_in=10, items_out=10 if done else 4,
-                                 credits=10 if done else 4))
+                                 batches_total=5, batches_done=5 if done else 2, items_in=10,
+                                 items_out=10 if done else 4, credits=10 if done else 4))
 
 
 async def test_a_run_between_two_polls_is_shown_and_a_paused_stage_says_paused(open_page, server, sessions,
@@ -386,7 +396,8 @@ NOT_TAPPABLE = """() => {
     const reachable = hit && (hit === e || e.contains(hit) || (e.labels && [...e.labels].some(l => l.contains(hit)))
       || (hit.tagName === 'LABEL' && hit.control === e) || (e.type === 'checkbox' && e.parentElement.contains(hit)));
     if (r.left < -1 || r.right > width + 1 || !reachable || (r.height < 24 && e.type !== 'checkbox'))
-      bad.push(`${e.tagName}#${e.id || ''}.${e.className} ${Math.round(r.left)}-${Math.round(r.right)} h${Math.round(r.height)} hit=${hit && hit.tagName}`);
+      bad.push(`${e.tagName}#${e.id}.${e.className} ${Math.round(r.left)}-${Math.round(r.right)}`
+        + ` h${Math.round(r.height)} hit=${hit && hit.tagName}`);
   }
   window.scrollTo(0, 0);
   return bad;
@@ -399,6 +410,7 @@ async def test_a_phone_sees_the_whole_page_without_horizontal_scroll(open_page, 
     await sign_in(page, server, key)
     await expect(page.locator("#run-status")).to_have_text("completed")
     await expect(page.locator("#history-body tr")).to_have_count(1)
+    await page.locator("#credits-panel").scroll_into_view_if_needed()
     await expect(page.locator("#credits-panel #chart-balance canvas")).to_have_count(1)
     await expect(page.locator(".review-item").first).to_be_visible()
     overflow = "document.documentElement.scrollWidth <= window.innerWidth"

@@ -1,7 +1,8 @@
 /* The Credits panel: the account's usage per day (bars) and per stage (bars), the balance over time (line), usage
    per run, top-ups and the forecast (spend in the next 7 and 30 days, when the balance runs out, and whether each
    scheduled run can be paid). Charts are drawn by uPlot, vendored in static/vendor/uplot/ (no CDN); every chart
-   has its figures as a table too, and every table downloads as the API's CSV. */
+   has its figures as a table too, and every table downloads as the API's CSV. The panel is read when it comes
+   into view (and again after a run while in view), not on every page load. */
 
 import {api, download} from "./api.js";
 import {stageName} from "./catalogue.js";
@@ -49,6 +50,7 @@ function draw(name, options, data) {
 
 const utcDates = (ts) => window.uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
 const numberAxis = {size: 64, values: (u, splits) => splits.map((v) => fmtNum(v))};
+const dayAxis = {values: (u, splits) => splits.map((ts) => new Date(ts * 1000).toISOString().slice(5, 10))};  // MM-DD
 
 function bars(stroke, fill) {
   return {stroke, fill, width: 1, paths: window.uPlot && window.uPlot.paths.bars({size: [0.7, 48]}), points: {show: false}};
@@ -61,7 +63,7 @@ function drawUsageByDay(points, usage) {
   draw("usage-day", {tzDate: utcDates, scales: {x: {time: true}},
     series: [{label: "Day"}, {label: "Credits used", ...bars(COLORS.bar, COLORS.barFill),
       value: (u, v) => (v === null ? "–" : fmtNum(v))}],
-    axes: [{}, numberAxis]}, [xs, ys]);
+    axes: [dayAxis, numberAxis]}, [xs, ys]);
 }
 
 function drawUsageByStage(usage) {
@@ -78,7 +80,7 @@ function drawBalance(points) {
   draw("balance", {tzDate: utcDates, scales: {x: {time: true}},
     series: [{label: "Day"}, {label: "Balance", stroke: COLORS.line, fill: COLORS.lineFill, width: 2,
       value: (u, v) => (v === null ? "–" : fmtNum(v))}],
-    axes: [{}, numberAxis]}, [points.map((p) => dayStamp(p.day)), points.map((p) => p.balance)]);
+    axes: [dayAxis, numberAxis]}, [points.map((p) => dayStamp(p.day)), points.map((p) => p.balance)]);
 }
 
 function resizeCharts() {
@@ -128,9 +130,19 @@ function renderForecast(fc) {
   $("forecast-empty").hidden = fc.slots.length > 0;
 }
 
-/** Everything in the panel, read again (after a run, a site change, a refresh, another period). */
-export async function loadCreditsPanel() {
+let stale = true;     // the panel's figures are older than the last run, site or period change
+let inView = false;   // the panel is on screen: it is read only then (the page stays light)
+
+/** Read the panel again when it is (or next comes) into view: after a run, a site change, a refresh. */
+export function loadCreditsPanel() {
+  stale = true;
+  if (inView || typeof IntersectionObserver !== "function") return readPanel();
+  return Promise.resolve();
+}
+
+async function readPanel() {
   if (state.siteId === null) return;
+  stale = false;
   const request = ++loading;
   $("credits-message").textContent = "";
   try {
@@ -168,8 +180,14 @@ async function downloadCsv(button) {
 
 /** The panel's controls, wired once. */
 export function wireCredits() {
-  $("credits-refresh").addEventListener("click", loadCreditsPanel);
-  $("credits-days").addEventListener("change", loadCreditsPanel);
+  $("credits-refresh").addEventListener("click", readPanel);
+  $("credits-days").addEventListener("change", readPanel);
+  if (typeof IntersectionObserver === "function") {
+    new IntersectionObserver((entries) => {
+      inView = entries.some((e) => e.isIntersecting);
+      if (inView && stale) readPanel();
+    }).observe($("credits-panel"));
+  }
   for (const button of document.querySelectorAll("#credits-panel button.csv")) {
     button.addEventListener("click", () => downloadCsv(button));
   }
