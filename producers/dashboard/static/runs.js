@@ -129,6 +129,7 @@ export function updateButtons() {
 
 // ---------- the poll loop ----------
 let tick = 0;
+let polledSite = null;
 let resumeWatch = null;  // {runId, until}: Resume was pressed; a pause this soon is explained
 
 export function stopPolling() {
@@ -149,6 +150,8 @@ async function poll() {
   const siteId = state.siteId;
   if (siteId === null || !apiKey()) return;
   tick += 1;
+  const initial = polledSite !== siteId;  // the site's first tick: selectSite has read its content already
+  polledSite = siteId;
   let running = false;
   try {
     const before = runKey(state.shown);
@@ -185,7 +188,7 @@ async function poll() {
     if (running || changed) work.push(pollLog(), loadCredits());
     else if (tick % CREDITS_EVERY_IDLE_TICKS === 0) work.push(loadCredits());
     if (running || changed || (newest && !historyFilters())) work.push(loadHistory(newest));
-    if (changed && state.shown && !running) {
+    if (changed && !initial && state.shown && !running) {  // a transition (the site's content is loaded already)
       work.push(loadReview());
       document.dispatchEvent(new CustomEvent("run-changed", {detail: {run: state.shown}}));
     }
