@@ -267,9 +267,9 @@ async def test_reject_approve_publish_edit_and_export_from_the_dashboard(page, s
     await page.fill("#edit-meta_title", "x" * 61)
     await expect(page.locator("#edit-meta_title-count")).to_have_text("61/60")
     await expect(page.locator("#edit-meta_title-count")).to_have_class(re.compile(r"\bover\b"))
-    await page.click("#edit-save")  # the API's 422, beside the field in its own words
+    await page.click("#edit-save")  # the API's 422, beside the field in plain words
     await expect(page.locator('#article-edit-form [data-error-for="meta_title"]')).to_have_text(
-        "String should have at most 60 characters")
+        "must be at most 60 characters")
     await expect(page.locator("#edit-meta_title")).to_have_attribute("aria-invalid", "true")
     await page.screenshot(path=shots / f"{request.node.name}-edit.png")
     await page.fill("#edit-meta_title", "Edited meta title")

@@ -1,16 +1,17 @@
 /* Automation dashboard, the entry module: sign-in with the API key, site selection and the page's wiring.
    Vanilla ES modules over /api/v1/automation/; stage names and numbers come from its stage catalogue. */
 
-import {loadCredits, loadSites, rememberSite} from "./account.js";
+import {loadCredits, loadSites, rememberSite, showZone} from "./account.js";
 import {api, apiKey, forgetKey, onUnauthorized, storeKey} from "./api.js";
 import {loadCatalogue} from "./catalogue.js";
 import {closeArticle, wireArticle} from "./article.js";
 import {buildConfigForm, closeConfig, openConfig, saveConfig, wireConfig} from "./config.js";
 import {exportRun} from "./exports.js";
-import {buildRunLogStages, loadHistory, loadRunLog} from "./history.js";
+import {loadCreditsPanel, wireCredits} from "./credits.js";
+import {buildRunLogStages, loadHistory, wireRunModal} from "./history.js";
 import {wirePublishing} from "./publishing.js";
 import {loadReview, resetReview, wireReview} from "./review.js";
-import {control, pollLog, pollRun, pollSlow, renderStages, runNowClicked, startRun, stopPolling, updateButtons} from "./runs.js";
+import {control, renderStages, runNowClicked, startPolling, startRun, stopPolling, updateButtons, wireLog} from "./runs.js";
 import {$, notify, showModal, state} from "./ui.js";
 
 /** Every modal, with what closes it (the article and configuration modals forget what they held). */
@@ -55,13 +56,14 @@ async function selectSite(siteId) {
   state.active = null;
   state.shown = null;
   rememberSite(siteId);
+  showZone();
   resetReview();
   renderStages(null);
   updateButtons();
-  await pollRun();
-  pollLog();
-  loadHistory();
+  $("history-body").replaceChildren();
   loadReview();
+  loadCreditsPanel();
+  await startPolling();  // the one loop: run, log, history and balance
 }
 
 async function start() {
@@ -78,7 +80,6 @@ async function start() {
     if (error.status !== 401) notify(`Could not load the account: ${error.message}`, "error");
     return;
   }
-  pollSlow();
   if (state.siteId !== null) await selectSite(state.siteId);
   else updateButtons();
 }
@@ -98,11 +99,9 @@ function init() {
   $("config-form").addEventListener("submit", saveConfig);
   $("config-cancel").addEventListener("click", closeConfig);
   $("config-close").addEventListener("click", closeConfig);
-  $("log-lines").addEventListener("change", pollLog);
   for (const id of ["filter-status", "filter-trigger", "filter-from", "filter-to"]) $(id).addEventListener("change", loadHistory);
   $("history-filters").addEventListener("submit", (e) => { e.preventDefault(); loadHistory(); });
   $("run-close").addEventListener("click", () => showModal("run-modal", false));
-  $("run-log-stage").addEventListener("change", loadRunLog);
   $("run-export").addEventListener("click", (e) => exportRun(state.openRunId, $("run-export-format").value,
     e.currentTarget, $("run-export-message")));
   $("current-export").addEventListener("click", (e) => exportRun(state.shown && state.shown.run_id,
@@ -111,6 +110,10 @@ function init() {
   wireArticle();
   wireConfig();
   wirePublishing();
+  wireLog();
+  wireRunModal();
+  wireCredits();
+  document.addEventListener("zone-changed", () => { showZone(); startPolling(); loadCreditsPanel(); });
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape") return;
     if (!$("article-edit-form").hidden && !$("article-modal").hidden) return;  // an edit is not thrown away by a key
