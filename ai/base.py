@@ -65,6 +65,9 @@ class ClusterIn:
     name: str
     description: str
     keywords: tuple[str, ...]
+    # The run's year, for titles that name one ("... in 2026"). None (the default): no title names a year the
+    # keywords do not, so the same keywords give the same ideas whatever the date.
+    year: int | None = None
 
 
 @dataclass(frozen=True)

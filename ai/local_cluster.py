@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ai.base import ClusterOut, ExistingCluster, KeywordIn
+from ai.local_case import cased as fixed_case
+from ai.local_case import title_case
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
@@ -50,15 +52,6 @@ STOP_WORDS: frozenset[str] = frozenset(
     tip guide guides review reviews explained beginner beginners near me worth vs. list lists
     way ways step steps 2024 2025 2026 new free online""".split()
 )
-
-# Words kept in lowercase inside title-cased names, and words whose casing is fixed
-# (acronyms, brands, languages, places) wherever they appear: search keywords arrive lowercase.
-_SMALL_WORDS = frozenset("a an and at by for from in of on or the to vs with".split())
-_FIXED_CASE = {w.lower(): w for w in """EV SPF DIY JR IRA ETF ETFs HIIT PBT MX TV ZZ SEO AI USB FAQ I
-    iPhone iPad Android Instagram YouTube TikTok Google Tesla Amazon English Spanish French German Italian
-    Japanese Chinese Korean European American British Japan Tokyo Kyoto Osaka Europe America London Paris
-    Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February April June July August
-    September October November December""".split()}
 
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9&'+-]*")
 _WORD_WEIGHT = 0.3  # share of the word n-gram block; character n-grams carry the rest
@@ -89,25 +82,6 @@ def stem(word: str) -> str:
 def content_text(text: str) -> str:
     """The topical words of a keyword, stemmed; what the vectors are built from."""
     return " ".join(stem(t) for t in tokens(text) if t not in STOP_WORDS)
-
-
-def fixed_case(phrase: str) -> str:
-    """Restore the casing of acronyms, brands, languages and places in a lowercase phrase."""
-    return " ".join(_FIXED_CASE.get(word.lower(), word) for word in phrase.split())
-
-
-def title_case(phrase: str) -> str:
-    """Readable heading case: small words lowercase, acronyms and names in their own case."""
-    words = phrase.split()
-    out = []
-    for i, word in enumerate(words):
-        if word.lower() in _FIXED_CASE:
-            out.append(_FIXED_CASE[word.lower()])
-        elif i > 0 and word in _SMALL_WORDS:
-            out.append(word)
-        else:
-            out.append(word[:1].upper() + word[1:])
-    return " ".join(out)
 
 
 def _tfidf(docs: list[str], **options: object) -> csr_matrix:

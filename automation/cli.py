@@ -49,7 +49,7 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 
 @app.command()
 def consume(
-    process: str = typer.Argument(..., help="control, stage1 ... stage7, or publish"),
+    process: str = typer.Argument(..., help="control, stage1 ... stage7, publish or notify"),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1, max=256,
                                     help="Messages processed at once (default AUTOMATION_CONCURRENCY)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),

@@ -1,4 +1,4 @@
-"""Composition root of a consumer process: `automation consume control|stage1..stage7`.
+"""Composition root of a consumer process: `automation consume control|stage1..stage7|publish|notify`.
 
 It builds the broker, engine, relay and the handlers' `Deps` from settings when the process starts,
 subscribes the process's queues, and hands each message, with the `Deps` FastStream injects from the
@@ -21,7 +21,7 @@ from faststream.context import ContextRepo
 from faststream.rabbit import Channel, RabbitBroker
 
 from ai import make_provider
-from consumers import publish, run_control
+from consumers import notify, publish, run_control
 from consumers.batches import process_batch
 from consumers.deps import Deps
 from consumers.planning import plan_stage as plan_batches
@@ -31,7 +31,16 @@ from consumers.watchdog import watch_forever
 from shared.automation_logger import AutomationLogger
 from shared.catalogue import STAGE_NUMBERS
 from shared.db import make_engine, make_sessionmaker
-from shared.events import ControlCommand, PauseRun, ProcessBatch, PublishContent, ResumeRun, StagePlanTrigger
+from shared.events import (
+    ControlCommand,
+    DeliverNotification,
+    NotifyTrigger,
+    PauseRun,
+    ProcessBatch,
+    PublishContent,
+    ResumeRun,
+    StagePlanTrigger,
+)
 from shared.health import broker_check, database_check, ops_server
 from shared.messaging import FAILURES, FailureRouter, PoisonMessage, make_broker
 from shared.metrics import BATCH_SECONDS, PIPELINE_STATE, REGISTRY, counted
@@ -41,7 +50,7 @@ from shared.settings import Settings
 from shared.topology import Topology, declare_topology
 
 log = logging.getLogger("automation.consumer")
-PROCESSES = ("control", *(f"stage{n}" for n in STAGE_NUMBERS), "publish")
+PROCESSES = ("control", *(f"stage{n}" for n in STAGE_NUMBERS), "publish", "notify")
 # Batch messages a stage process holds per slot of its concurrency. With exactly one, a freed
 # slot waits for its ack to reach the broker and the next message to come back (tens of ms on a
 # busy host, a sixth of the slots' time at 200 ms calls); with two, the next one is already here.
@@ -111,14 +120,35 @@ def subscribe_publish(broker: RabbitBroker, topology: Topology, concurrency: int
             await publish.publish(deps, command)
 
 
+def subscribe_notify(broker: RabbitBroker, topology: Topology, concurrency: int) -> None:
+    events, deliveries = topology.notify_queue(), topology.notify_deliver_queue()
+
+    @broker.subscriber(topology.consumed(events), channel=Channel(prefetch_count=2), title="notify",
+                       description=f"Turns the events people are told about into deliveries; the queue is bound to "
+                                   f"{', '.join(topology.keys_of(events))}.")
+    async def on_event(event: NotifyTrigger, deps: ProcessDeps) -> None:
+        with counted("notify", "event"):
+            await notify.announce(deps, event)
+
+    @broker.subscriber(topology.consumed(deliveries), channel=Channel(prefetch_count=concurrency),
+                       title="notify.deliveries",
+                       description=f"Delivers one notification to one channel; the queue is bound to "
+                                   f"{', '.join(topology.keys_of(deliveries))}.")
+    async def on_deliver(command: DeliverNotification, deps: ProcessDeps) -> None:
+        with counted("notify", "deliver"):
+            await notify.deliver_one(deps, command)
+
+
 def subscribe(broker: RabbitBroker, topology: Topology, process: str, concurrency: int) -> None:
-    """Subscribe the handlers of one consumer process (`control`, `stage1` ... `stage7`, `publish`)."""
+    """Subscribe the handlers of one consumer process (`control`, `stage1` ... `stage7`, `publish`, `notify`)."""
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; expected one of {', '.join(PROCESSES)}")
     if process == "control":
         subscribe_control(broker, topology, concurrency)
     elif process == "publish":
         subscribe_publish(broker, topology, concurrency)
+    elif process == "notify":
+        subscribe_notify(broker, topology, concurrency)
     else:
         subscribe_stage(broker, topology, int(process.removeprefix("stage")), concurrency)
 
@@ -126,8 +156,13 @@ def subscribe(broker: RabbitBroker, topology: Topology, process: str, concurrenc
 def consumer_context(deps: Deps, broker: RabbitBroker, topology: Topology, process: str = "control") -> ContextRepo:
     """The FastStream context of a consumer: the `Deps` its handlers take, and the failure routing its
     failure middleware uses. For the pipeline's processes the last resort fails the message's run and
-    retries are written to the run's log; for publishing, the publication ends failed and shows the retries."""
-    if process == "publish":
+    retries are written to the run's log; for publishing, the publication ends failed and shows the retries; for
+    notifications, the delivery ends failed, with `notify_max_attempts` tries, and never touches a run."""
+    if process == "notify":
+        failures = FailureRouter(deps.settings.model_copy(update={"max_attempts": deps.settings.notify_max_attempts}),
+                                 topology, broker, on_exhausted=partial(notify.mark_failed, deps),
+                                 on_retry=partial(notify.note_retry, deps))
+    elif process == "publish":
         failures = FailureRouter(deps.settings, topology, broker, on_exhausted=partial(publish.mark_failed, deps),
                                  on_retry=partial(publish.note_retry, deps))
     else:
@@ -165,6 +200,8 @@ def build_app(process: str, settings: Settings, concurrency: int | None = None) 
     @app.after_startup
     async def start_relay() -> None:
         tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+        if process == "notify":
+            tasks.append(asyncio.create_task(notify.check_credits_forever(deps), name="credits-sweep"))
         if process == "control":
             tasks.append(asyncio.create_task(watch_forever(deps), name="watchdog"))
             if ops is not None:  # only control (and the API) reads the pipeline state for the gauges

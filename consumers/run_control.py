@@ -22,6 +22,7 @@ from shared.credits import estimate_for_site
 from shared.events import PauseRun, RequestStage, ResumeRun, RunRejected, RunStateChanged, StartRun
 from shared.models import ACTIVE_RUN_STATUSES, Account, AutomationRun, RunRejection, Site
 from shared.outbox import add_events
+from shared.start_policy import start_refusal
 
 log = logging.getLogger("automation.control")
 
@@ -30,7 +31,7 @@ def new_run_id() -> str:
     return f"run_{now():%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
 
 
-def _reject(session: AsyncSession, command: StartRun, reason: str, **details: int | str | None) -> RunRejected:
+def _reject(session: AsyncSession, command: StartRun, reason: str, **details: object) -> RunRejected:
     """Record the refusal and its `run.rejected` event in the caller's transaction: a second
     session would need a second pooled connection while this one is held, and concurrent starts
     would then wait on each other's connections."""
@@ -69,18 +70,10 @@ async def _start_or_reject(deps: Deps, session: AsyncSession, command: StartRun
         config = await get_or_create_config(session, site.id)
         if command.trigger == "scheduled" and not config.is_enabled:
             return _reject(session, command, "automation is disabled for this site")
-        active = await session.scalar(select(AutomationRun.run_id).where(
-            AutomationRun.site_id == site.id, AutomationRun.status.in_(ACTIVE_RUN_STATUSES)))
-        if active:
-            return _reject(session, command, "site has an active run", active_run_id=active)
+        refusal = await start_refusal(session, site.id, account.credits_balance, deps.settings.credit_buffer)
+        if refusal is not None:
+            return _reject(session, command, refusal.reason, **refusal.details)
         estimate = await estimate_for_site(session, site.id)
-        required = estimate.required(deps.settings.credit_buffer)
-        if account.credits_balance < required:
-            return _reject(
-                session, command,
-                f"insufficient credits: need {required} (estimate {estimate.total} + "
-                f"{round((deps.settings.credit_buffer - 1) * 100)}% buffer), balance {account.credits_balance}",
-                estimate=estimate.total, required=required, balance=account.credits_balance)
     try:
         async with session.begin():
             run = AutomationRun(run_id=new_run_id(), site_id=site.id, status="running", current_stage=1,

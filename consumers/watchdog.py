@@ -1,6 +1,6 @@
 """The watchdog, run by the control process: recovers batches whose consumer died, re-requests
 the stage of runs that have nothing in flight, fails runs that stopped making progress, and
-re-sends publish requests that have been queued too long.
+re-sends publish requests and notification deliveries that have been waiting too long.
 Every action is written to the run's log. Every time is the database's clock.
 
 Why the re-request: a message whose retries ran out is dead-lettered and its run failed, but
@@ -22,8 +22,8 @@ from sqlalchemy import exists, func, or_, select, update
 from consumers.deps import Deps
 from consumers.planning import now
 from shared.automation_logger import RunRef
-from shared.events import ProcessBatch, PublishContent, RequestStage, RunStateChanged
-from shared.models import AutomationRun, Publication, Site, StageBatch
+from shared.events import DeliverNotification, ProcessBatch, PublishContent, RequestStage, RunStateChanged
+from shared.models import AutomationRun, Notification, NotificationDelivery, Publication, Site, StageBatch
 from shared.outbox import add_events
 
 log = logging.getLogger("automation.watchdog")
@@ -122,6 +122,29 @@ async def resend_stalled_publications(deps: Deps) -> int:
     return len(stalled)
 
 
+async def resend_stalled_deliveries(deps: Deps) -> int:
+    """Re-send `notify.deliver` for deliveries not finished and not attempted for `stall_seconds` (more than
+    the longest retry delay plus a timeout): their message is gone when the last resort could not mark them
+    failed (the database was away when the retries ran out). A copy of a message still queued (the notify
+    consumer stopped) or in flight sends nothing twice: the delivery is locked, or already done."""
+    stall = timedelta(seconds=deps.settings.stall_seconds)
+    quiet_since = func.greatest(NotificationDelivery.created_at, NotificationDelivery.last_attempt_at,
+                                NotificationDelivery.resent_at)
+    async with deps.sessions() as session, session.begin():
+        stalled = (await session.execute(
+            select(NotificationDelivery, Notification.event_id).join(Notification)
+            .where(NotificationDelivery.status.in_(("queued", "retrying")), quiet_since < func.now() - stall)
+            .with_for_update(of=NotificationDelivery, skip_locked=True).limit(1000))).all()
+        for delivery, event_id in stalled:
+            delivery.resent_at = func.now()
+            add_events(session, DeliverNotification(delivery_id=delivery.id, channel_id=delivery.channel_id,
+                                                    notification_event_id=event_id))
+    if stalled:
+        deps.relay.wake()
+        log.warning("re-sent %d notification deliveries waiting for more than %d s", len(stalled), stall.seconds)
+    return len(stalled)
+
+
 async def watch_forever(deps: Deps) -> None:
     """One pass every `watchdog_interval_seconds`; a failed pass is logged and retried."""
     while True:
@@ -131,6 +154,7 @@ async def watch_forever(deps: Deps) -> None:
             await fail_stale_runs(deps)
             await nudge_stalled_runs(deps)
             await resend_stalled_publications(deps)
+            await resend_stalled_deliveries(deps)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -36,7 +36,8 @@ async def run_scheduler(settings: Settings) -> None:
             await ops.start()
         async with client:
             service = SchedulerService(make_sessionmaker(engine), client.send,
-                                       grace_seconds=settings.schedule_grace_seconds)
+                                       grace_seconds=settings.schedule_grace_seconds,
+                                       credit_buffer=settings.credit_buffer)
             scheduler = AsyncIOScheduler(timezone=UTC)
             scheduler.add_job(service.sync, "interval", seconds=settings.schedule_resync_seconds, args=[scheduler],
                               id="resync", next_run_time=datetime.now(UTC), coalesce=True, max_instances=1)

@@ -13,7 +13,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select, update
@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduler.slots import Slot, slots_between
 from shared.events import StartRun
-from shared.models import ACTIVE_RUN_STATUSES, AutomationConfig, AutomationRun, ScheduleSlot, Site
-from shared.schedule import next_run_at, trigger_for
+from shared.models import Account, AutomationConfig, ScheduleSlot, Site
+from shared.schedule import Schedule, ScheduleError, check_schedule, next_run_at, schedule_of
+from shared.start_policy import start_refusal
 
 log = logging.getLogger("automation.scheduler")
 LOOKBACK = timedelta(days=32)  # longer than any period, so one missed slot of each config is found
@@ -34,23 +35,18 @@ class Plan:
     """What the scheduler knows of one enabled config."""
 
     site_id: int
-    frequency: str
-    at: time
-    timezone: str
+    schedule: Schedule
     changed_at: datetime
-
-    @property
-    def signature(self) -> tuple[str, time, str]:
-        return self.frequency, self.at, self.timezone
 
 
 class SchedulerService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], publish: Callable[[StartRun], Awaitable[object]],
                  *, grace_seconds: int, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 name: str | None = None) -> None:
+                 name: str | None = None, credit_buffer: float = 1.2) -> None:
         self.sessions = sessions
         self.publish = publish
         self.grace = timedelta(seconds=grace_seconds)
+        self.credit_buffer = credit_buffer
         self.clock = clock
         self.name = name or f"scheduler@{socket.gethostname()}:{os.getpid()}"
         self.plans: dict[int, Plan] = {}
@@ -60,8 +56,15 @@ class SchedulerService:
             rows = (await session.execute(
                 select(AutomationConfig, Site.timezone).join(Site, Site.id == AutomationConfig.site_id)
                 .where(AutomationConfig.is_enabled.is_(True)))).all()
-        return {c.site_id: Plan(c.site_id, c.frequency, c.scheduled_time, tz, c.schedule_changed_at)
-                for c, tz in rows}
+        plans = {}
+        for config, timezone in rows:
+            try:
+                plans[config.site_id] = Plan(config.site_id, schedule_of(config, timezone), config.schedule_changed_at)
+                check_schedule(plans[config.site_id].schedule)
+            except (ScheduleError, ValueError) as error:  # written around the API's checks: not scheduled
+                plans.pop(config.site_id, None)
+                log.error("site %s: schedule not usable (%s); no runs are scheduled for it", config.site_id, error)
+        return plans
 
     async def sync(self, scheduler: AsyncIOScheduler | None = None) -> None:
         """Reload configs, (re)place jobs, fire or skip missed slots, refresh next_run_at."""
@@ -72,11 +75,11 @@ class SchedulerService:
                 scheduler.remove_job(f"site-{site_id}")
                 log.info("site %s: schedule removed", site_id)
             for site_id, plan in plans.items():
-                if site_id not in self.plans or self.plans[site_id].signature != plan.signature:
-                    scheduler.add_job(self.fire_due, trigger_for(*plan.signature), args=[site_id],
+                if site_id not in self.plans or self.plans[site_id].schedule != plan.schedule:
+                    scheduler.add_job(self.fire_due, plan.schedule.trigger(), args=[site_id],
                                       id=f"site-{site_id}", replace_existing=True, coalesce=True,
                                       misfire_grace_time=int(self.grace.total_seconds()), max_instances=1)
-                    log.info("site %s: scheduled %s at %s %s", site_id, plan.frequency, plan.at, plan.timezone)
+                    log.info("site %s: scheduled %s", site_id, plan.schedule.describe())
         self.plans = plans
         for plan in plans.values():
             await self.catch_up(plan, now)
@@ -84,7 +87,7 @@ class SchedulerService:
 
     async def catch_up(self, plan: Plan, now: datetime) -> None:
         """Slots since the schedule last changed that nobody handled: the newest fires if within grace."""
-        slots = slots_between(plan.frequency, plan.at, plan.timezone, max(plan.changed_at, now - LOOKBACK), now)
+        slots = slots_between(plan.schedule, max(plan.changed_at, now - LOOKBACK), now)
         if not slots:
             return
         async with self.sessions() as session:
@@ -106,7 +109,7 @@ class SchedulerService:
         if plan is None:
             return
         now = self.clock()
-        slots = slots_between(plan.frequency, plan.at, plan.timezone, now - LOOKBACK, now)
+        slots = slots_between(plan.schedule, now - LOOKBACK, now)
         if slots and now - slots[-1].at <= self.grace:
             await self.fire(site_id, slots[-1], now)
 
@@ -122,11 +125,15 @@ class SchedulerService:
         return claimed is not None
 
     async def fire(self, site_id: int, slot: Slot, now: datetime) -> None:
+        """Start the slot's run, or record it skipped with run control's reason (an active run, nothing
+        to process, credits short of the estimate) rather than start a run that is refused or pauses."""
         async with self.sessions() as session:
-            active = await session.scalar(select(AutomationRun.run_id).where(
-                AutomationRun.site_id == site_id, AutomationRun.status.in_(ACTIVE_RUN_STATUSES)))
-        if active is not None:
-            await self.claim(site_id, slot, "skipped", f"site has an active run ({active})")
+            balance = await session.scalar(select(Account.credits_balance).join(Site, Site.account_id == Account.id)
+                                           .where(Site.id == site_id))
+            refusal = await start_refusal(session, site_id, int(balance or 0), self.credit_buffer)
+        if refusal is not None:
+            detail = f" ({refusal.details['active_run_id']})" if refusal.kind == "active_run" else ""
+            await self.claim(site_id, slot, "skipped", refusal.reason + detail)
             return
         if await self.claim(site_id, slot, "fired", None):
             await self.publish(StartRun(site_id=site_id, trigger="scheduled", requested_by=self.name,
@@ -139,8 +146,10 @@ class SchedulerService:
             rows = (await session.execute(select(AutomationConfig, Site.timezone)
                                           .join(Site, Site.id == AutomationConfig.site_id))).all()
             for config, timezone in rows:
-                wanted = (next_run_at(config.frequency, config.scheduled_time, timezone, now)
-                          if config.is_enabled else None)
+                try:
+                    wanted = next_run_at(schedule_of(config, timezone), now) if config.is_enabled else None
+                except (ScheduleError, ValueError):
+                    wanted = None
                 if config.next_run_at != wanted:
                     await session.execute(update(AutomationConfig).where(AutomationConfig.id == config.id)
                                           .values(next_run_at=wanted))

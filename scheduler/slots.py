@@ -8,12 +8,10 @@ go forward fires once, an hour later in wall-clock terms (APScheduler's behaviou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from apscheduler.triggers.cron import CronTrigger
-
-from shared.schedule import trigger_for
+from shared.schedule import Schedule, fire_time_after
 
 
 @dataclass(frozen=True)
@@ -26,9 +24,9 @@ def slot_label(at: datetime, timezone: str) -> str:
     return f"{at.astimezone(ZoneInfo(timezone)):%Y-%m-%dT%H:%M} {timezone}"
 
 
-def slots_between(frequency: str, at: time, timezone: str, start: datetime, end: datetime) -> list[Slot]:
+def slots_between(schedule: Schedule, start: datetime, end: datetime) -> list[Slot]:
     """Every slot in (start, end], oldest first, each label once."""
-    trigger = trigger_for(frequency, at, timezone)
+    trigger, timezone = schedule.trigger(), schedule.timezone
     slots: list[Slot] = []
     seen: set[str] = set()
     moment = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
@@ -37,17 +35,5 @@ def slots_between(frequency: str, at: time, timezone: str, start: datetime, end:
         if label not in seen:
             seen.add(label)
             slots.append(Slot(at=moment, label=label))
-        moment = _after(trigger, moment)
+        moment = fire_time_after(trigger, moment)
     return slots
-
-
-def _after(trigger: CronTrigger, moment: datetime) -> datetime | None:
-    """The next fire time strictly after `moment`. APScheduler 3.11 can answer the same or an
-    earlier instant inside a repeated DST hour, so step the search start forward until it moves on."""
-    search = moment + timedelta(seconds=1)
-    for _ in range(48):
-        following: datetime | None = trigger.get_next_fire_time(None, search)
-        if following is None or following > moment:
-            return following
-        search += timedelta(hours=1)
-    raise RuntimeError(f"cron trigger does not advance past {moment.isoformat()}")

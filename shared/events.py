@@ -144,6 +144,7 @@ class RunRejected(Message):
     estimate: int | None = None
     required: int | None = None
     balance: int | None = None
+    counts: dict[str, int] | None = Field(None, description="With 'nothing to process': what each stage would take.")
 
 
 class RunStateChanged(Message):
@@ -178,10 +179,22 @@ class PublicationChanged(Message):
     error: str | None = None
 
 
+class DeliverNotification(Message):
+    """Ask the notify consumer to deliver one notification to one channel (one message per pair, so a slow
+    or failing receiver holds up no other)."""
+
+    type: Literal["notify.deliver"] = "notify.deliver"
+    delivery_id: int = Field(gt=0, le=INT8_MAX, description="The delivery (notification x channel) to make.")
+    channel_id: int = Field(gt=0, le=INT4_MAX)
+    notification_event_id: uuid.UUID = Field(description="The notification's `event_id` (receivers dedupe on it).")
+
+
 def planned_stage(trigger: RequestStage | StageCompleted) -> int:
     """The stage a plan trigger asks for: N+1 after `stage.N.completed`, N for `stage.N.requested`."""
     return trigger.stage + 1 if isinstance(trigger, StageCompleted) else trigger.stage
 
 
+NotifyTrigger = Annotated[RunStateChanged | StageCompleted | PublicationChanged | RunRejected,
+                         Field(discriminator="type")]
 ControlCommand = Annotated[StartRun | PauseRun | ResumeRun, Field(discriminator="type")]
 StagePlanTrigger = Annotated[RequestStage | StageCompleted, Field(discriminator="type")]

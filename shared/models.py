@@ -67,7 +67,7 @@ class Site(Base):
 class AutomationConfig(Base):
     __tablename__ = "automation_configs"
     __table_args__ = (
-        CheckConstraint("frequency IN ('daily', 'weekly', 'monthly')", name="frequency_known"),
+        CheckConstraint("frequency IN ('daily', 'weekly', 'monthly', 'cron')", name="frequency_known"),
         *(
             CheckConstraint(f"stage_{n}_batch_size BETWEEN 1 AND 1000", name=f"stage_{n}_batch_size_range")
             for n in DEFAULT_BATCH_SIZES
@@ -79,6 +79,12 @@ class AutomationConfig(Base):
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     frequency: Mapped[str] = mapped_column(String(16), default="daily")
     scheduled_time: Mapped[time] = mapped_column(Time, default=time(2, 0))
+    scheduled_times: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"),
+                                                       doc='Several times a day ("HH:MM"); empty: scheduled_time.')
+    weekdays: Mapped[list[Any]] = mapped_column(JSONB, default=lambda: ["mon"],
+                                                server_default=text("'[\"mon\"]'::jsonb"))
+    month_days: Mapped[list[Any]] = mapped_column(JSONB, default=lambda: [1], server_default=text("'[1]'::jsonb"))
+    cron: Mapped[str | None] = mapped_column(String(120), doc="Five-field cron, in the site's timezone.")
     stage_1_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[1])
     stage_2_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[2])
     stage_3_batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZES[3])
@@ -485,3 +491,82 @@ class ScheduleSlot(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     scheduler: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = _created()
+
+
+NOTIFICATION_CHANNEL_KINDS = ("webhook", "email", "slack")
+DELIVERY_STATUSES = ("queued", "retrying", "delivered", "failed")
+
+
+class NotificationChannel(Base):
+    """Where an account's notifications go: a signed webhook, email addresses or a Slack incoming webhook,
+    for one of its sites or (`site_id` NULL) for all of them. Secrets (the webhook's signing secrets, the
+    Slack URL, which is its own credential) are stored encrypted (`shared.secrets`) and never returned."""
+
+    __tablename__ = "notification_channels"
+    __table_args__ = (
+        UniqueConstraint("account_id", "name"),
+        CheckConstraint("kind IN ('webhook', 'email', 'slack')", name="channel_kind_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    events: Mapped[list[Any]] = mapped_column(JSONB, default=list, doc="Notification types it takes.")
+    url: Mapped[str | None] = mapped_column(String(2000),
+                                            doc="A webhook's URL; for Slack, whose URL is kept encrypted, a hint.")
+    url_ciphertext: Mapped[str | None] = mapped_column(Text, doc="A Slack incoming-webhook URL, encrypted.")
+    emails: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text, doc="A webhook's signing secret, encrypted.")
+    previous_secret_ciphertext: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="Until then deliveries are signed with the previous secret too.")
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now())
+
+
+class Notification(Base):
+    """One notification (a run completed, paused ...): its body as every channel receives it, made once per
+    source event (`dedupe_key`), so a redelivered event notifies nobody twice."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("notifications_by_account", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _created()
+
+
+class NotificationDelivery(Base):
+    """One notification to one channel: its attempts and the last answer (code, latency, a short excerpt)."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "channel_id"),
+        CheckConstraint("status IN ('queued', 'retrying', 'delivered', 'failed')", name="delivery_status_known"),
+        Index("deliveries_by_channel", "channel_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"))
+    channel_id: Mapped[int] = mapped_column(ForeignKey("notification_channels.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    response_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resent_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="When the watchdog last re-sent its message (lost while the database was away).")

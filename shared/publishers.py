@@ -17,6 +17,7 @@ from faststream.rabbit.publisher import RabbitPublisher
 
 from shared.catalogue import BY_NUMBER, LAST_STAGE
 from shared.events import (
+    DeliverNotification,
     Message,
     PauseRun,
     ProcessBatch,
@@ -33,7 +34,8 @@ from shared.topology import Topology
 
 # Every message type of the contract; `tests/unit/test_asyncapi.py` checks none of `shared.events` is missing.
 EMITTED: tuple[type[Message], ...] = (StartRun, PauseRun, ResumeRun, RequestStage, ProcessBatch, StageCompleted,
-                                      RunRejected, RunStateChanged, PublishContent, PublicationChanged)
+                                      RunRejected, RunStateChanged, PublishContent, PublicationChanged,
+                                      DeliverNotification)
 
 COMMANDS = {
     "run.start": "Start a run for a site. Published by the main app (client library, API) and the scheduler.",
@@ -52,17 +54,25 @@ def describe(key: str) -> str:
     if key in COMMANDS:
         return f"{COMMANDS[key]} Run control takes it."
     if key == "run.rejected":
-        return "Run control refused a run.start; `reason` says why. For the main app; no consumer here."
+        return ("Run control refused a run.start; `reason` says why. For the main app; the notify consumer "
+                "takes it (credits low).")
+    if key == "notify.deliver":
+        return ("Deliver one notification to one channel (webhook, email, Slack). Published by the notify "
+                "consumer (one per notification and channel) and the API (redeliver); taken by any replica of the "
+                "notify consumer.")
     if key == "content.publish":
         return ("Publish one approved article on one of its site's targets (create its post, or update the one it "
                 "has). Published by the API (review actions, auto-publish) and stage 7 (skip review); taken by any "
                 "replica of the publish consumer.")
     if key.startswith("content."):
         outcome = "was published or updated" if key == "content.published" else "could not be published (for good)"
-        return f"An article {outcome} on a target. Published by the publish consumer. For the main app."
+        taker = "the notify consumer takes it" if key == "content.publish_failed" else "no consumer here"
+        return f"An article {outcome} on a target. Published by the publish consumer. For the main app; {taker}."
     if key.startswith("run."):
+        taker = ("the notify consumer takes it" if key in ("run.paused", "run.completed", "run.failed")
+                 else "no consumer here")
         return (f"A run {key.removeprefix('run.')}. Published by whoever changed the run's state (run control, "
-                "stage 7, a batch out of credits, the watchdog). For the main app; no consumer here.")
+                f"stage 7, a batch out of credits, the watchdog). For the main app; {taker}.")
     _, number, kind = key.split(".")
     stage = BY_NUMBER[int(number)]
     label = f"stage {stage.number} ({stage.name})"
@@ -72,7 +82,8 @@ def describe(key: str) -> str:
     if kind == "batch":
         return (f"One planned batch of {label}. Published by stage {stage.number} when it plans or its batch window "
                 f"moves on, and by the watchdog when a claim expired; taken by any replica of stage {stage.number}.")
-    then = "the run is complete" if stage.number == LAST_STAGE else f"it triggers stage {stage.number + 1}"
+    then = ("the run is complete (the notify consumer announces the content ready for review)"
+            if stage.number == LAST_STAGE else f"it triggers stage {stage.number + 1}")
     return f"{label.capitalize()} finished all its batches for a run, with its result; {then}."
 
 

@@ -127,16 +127,28 @@ async def edit(session: AsyncSession, content: Content, actor: str, change: Edit
         if value is not None and value != getattr(content, field):
             changes[field] = [getattr(content, field), value]
             setattr(content, field, value)
-    if change.markdown is not None and change.markdown != content.markdown:
-        html, sections, words = render_markdown(change.markdown)
+    markdown = change.markdown
+    if markdown is None and "title" in changes:
+        markdown = _retitled(content.markdown, changes["title"][0], changes["title"][1])
+    if markdown is not None and markdown != content.markdown:
+        html, sections, words = render_markdown(markdown)
         changes["body"] = {"words": [content.word_count, words]}
-        content.markdown, content.html, content.sections, content.word_count = change.markdown, html, sections, words
+        content.markdown, content.html, content.sections, content.word_count = markdown, html, sections, words
     if not changes:
         return Outcome(content.id, content.status, changed=False)
     content.revision += 1
     changes["revision"] = [content.revision - 1, content.revision]
     record(session, content, actor, "edit", changes=changes)
     return Outcome(content.id, content.status, changed=True)
+
+
+def _retitled(markdown: str, old_title: str, new_title: str) -> str | None:
+    """The body with its `# title` heading following a new title (None when it has no such heading),
+    so the article does not show the old title above its text."""
+    first, _, rest = markdown.partition("\n")
+    if first.strip() != f"# {old_title}".strip():
+        return None
+    return f"# {new_title}\n{rest}"
 
 
 async def locked_contents(session: AsyncSession, site_ids: Sequence[int], content_ids: Sequence[int]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,6 +91,30 @@ class Settings(BaseSettings):
     )
     publish_timeout_seconds: float = Field(30.0, gt=0, le=600, description="Timeout of one request to a "
                                            "publish target (WordPress).")
+
+    public_url: str = Field(
+        "", description="Where people reach the API and dashboard (e.g. https://automation.example.com); "
+        "notifications link to the dashboard with it. Empty: notifications carry no link.")
+    notify_allow_private_targets: bool = Field(
+        False, description="Let webhook and Slack channels reach loopback, link-local and private addresses "
+        "(tests, an intranet receiver). Off: such URLs are refused when saved and when delivered to.")
+    notify_timeout_seconds: float = Field(10.0, gt=0, le=120, description="Timeout of one notification delivery "
+                                          "(webhook, Slack, SMTP).")
+    notify_max_attempts: int = Field(
+        20, ge=1, le=50, description="Tries of one notification delivery; retries past the last delay tier wait "
+        "the longest tier (with the defaults, about 4.5 minutes in all).")
+    notify_credits_check_seconds: float = Field(
+        3600.0, gt=0, description="How often the notify consumer checks every site with scheduled runs for "
+        "credits short of its next run (credits.low, at most once a day and site).")
+    smtp_host: str = Field("", description="SMTP server for email notifications; empty: email channels fail "
+                           "with a clear error.")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (upgrade a plain connection, port 587), tls (implicit TLS, port 465) "
+        "or none (a local relay).")
+    smtp_username: str = Field("", description="SMTP login; empty: no authentication.")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password.")
+    smtp_from: str = Field("automation@localhost", description="From address of notification emails.")
 
     @model_validator(mode="after")
     def _stall_after_retries(self) -> Settings:

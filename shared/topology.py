@@ -22,6 +22,10 @@ from shared.settings import Settings
 RETRY_TIER_HEADER = "automation-retry-tier"
 LEGACY_RETRY_TIER_HEADER = "x-retry-tier"
 ATTEMPT_HEADER = "x-automation-attempt"
+# The events the notify consumer takes: stage 7's completion has no other consumer (the review gate ends
+# the run), and no pipeline consumer binds the run's state changes or a failed publication.
+NOTIFY_KEYS = ("run.completed", "run.failed", "run.paused", "run.rejected", "stage.7.completed",
+               "content.publish_failed")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,14 @@ class Topology:
     def publish_queue(self) -> RabbitQueue:
         return self._queue("publish")
 
+    def notify_queue(self) -> RabbitQueue:
+        """The events people are told about; the notify consumer turns each into deliveries."""
+        return self._queue("notify")
+
+    def notify_deliver_queue(self) -> RabbitQueue:
+        """One message per notification and channel, apart from the events so deliveries never hold them up."""
+        return self._queue("notify.deliver")
+
     def retry_queue(self, tier: int) -> RabbitQueue:
         """Tier k holds a message for retry_delays_seconds[k], then sends it back to the exchange."""
         delay_ms = int(self.retry_delays_seconds[tier] * 1000)
@@ -107,6 +119,8 @@ class Topology:
         for stage in BATCH_STAGES:
             pairs.append((self.batch_queue(stage), f"stage.{stage}.batch"))
         pairs.append((self.publish_queue(), "content.publish"))
+        pairs += [(self.notify_queue(), key) for key in NOTIFY_KEYS]
+        pairs.append((self.notify_deliver_queue(), "notify.deliver"))
         return pairs
 
 

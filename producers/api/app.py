@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from producers.api import export_routes
+from producers.api import credit_routes, export_routes, notification_routes
 from producers.api.review_routes import router as review_router
 from producers.api.routes import router
 from producers.client import AutomationClient
@@ -53,6 +53,9 @@ def create_app(settings: Settings, contract: dict[str, Any] | None = None) -> Fa
     app.include_router(router)
     app.include_router(review_router)
     app.include_router(export_routes.router)
+    app.include_router(credit_routes.router)
+    app.include_router(notification_routes.router)
+    app.webhooks.include_router(notification_routes.webhooks)
     app.include_router(dashboard.api_router)
     app.include_router(dashboard.page_router)
     app.mount("/automation/static", StaticFiles(directory=dashboard.STATIC_DIR), name="dashboard-static")

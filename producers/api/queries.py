@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from producers.api.schemas import ConfigOut, RunDetail, RunOut, StageProgress
 from shared.catalogue import BY_NUMBER, DEFAULT_BATCH_SIZES, STAGE_NUMBERS
 from shared.models import ACTIVE_RUN_STATUSES, AutomationConfig, AutomationRun, RunLogLine, RunStage, Site
+from shared.schedule import schedule_of
 
 
 async def owned_site(session: AsyncSession, account_id: int, site_id: int) -> Site | None:
@@ -23,10 +24,15 @@ async def owned_run(session: AsyncSession, account_id: int, run_id: str) -> Auto
 
 
 def config_out(site: Site, config: AutomationConfig) -> ConfigOut:
+    schedule = schedule_of(config, site.timezone)
     return ConfigOut(
         site_id=site.id, is_enabled=config.is_enabled, frequency=config.frequency,
-        scheduled_time=config.scheduled_time.strftime("%H:%M"), timezone=site.timezone,
-        last_run_at=config.last_run_at, next_run_at=config.next_run_at,
+        scheduled_time=min(schedule.times).strftime("%H:%M") if schedule.times else "",
+        scheduled_times=[t.strftime("%H:%M") for t in sorted(set(schedule.times))],
+        weekdays=list(schedule.weekdays), month_days=list(schedule.month_days), cron=config.cron,
+        schedule=schedule.describe(),
+        next_runs=schedule.next_runs(datetime.now(UTC), 5) if config.is_enabled else [],
+        timezone=site.timezone, last_run_at=config.last_run_at, next_run_at=config.next_run_at,
         auto_publish=config.auto_publish, skip_review=config.skip_review,
         **{f"stage_{n}_batch_size": config.batch_size(n) for n in DEFAULT_BATCH_SIZES})
 

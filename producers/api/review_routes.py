@@ -66,7 +66,8 @@ class PublishRequest(By):
 
 
 class BulkAction(By):
-    ids: list[int] = Field(min_length=1, max_length=review.BULK_LIMIT, description="Content ids (at most 500).")
+    ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=review.BULK_LIMIT,
+                                                               description="Content ids (at most 500).")
     action: Literal["approve", "reject", "publish"]
     reason: str | None = Field(None, min_length=1, max_length=1000, description="Required to reject.")
 

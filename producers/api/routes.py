@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time as clock
 import uuid
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -32,6 +32,8 @@ from producers.api.schemas import (
     RunAccepted,
     RunDetail,
     RunOut,
+    ScheduleFields,
+    SchedulePreview,
     StageOut,
     Stages,
 )
@@ -40,9 +42,10 @@ from shared.accounts import get_or_create_config
 from shared.catalogue import LAST_STAGE, STAGES
 from shared.credits import estimate_for_site
 from shared.events import INT4_MAX, RUN_ID_PATTERN, PauseRun, ResumeRun, StartRun
-from shared.models import Account, AutomationRun, RunRejection, Site
-from shared.schedule import next_run_at
+from shared.models import Account, AutomationConfig, AutomationRun, RunRejection, Site
+from shared.schedule import WEEKDAYS, Schedule, ScheduleError, check_schedule, next_run_at, parse_time, schedule_of
 from shared.settings import Settings
+from shared.start_policy import start_refusal
 
 router = APIRouter(prefix="/api/v1/automation", tags=["automation"], responses=UNAUTHORIZED)
 WAIT_FOR_RUN_SECONDS = 10.0
@@ -102,25 +105,61 @@ async def get_config(site_id: SiteId, account: AccountDep, session: SessionDep) 
     return queries.config_out(site, config)
 
 
-@router.put("/update_config/", response_model=ConfigOut, responses={404: {"model": Refusal}})
+SCHEDULE_FIELDS = ("frequency", "scheduled_times", "weekdays", "month_days", "cron")
+
+
+def _schedule_with(config: AutomationConfig, timezone: str, fields: ScheduleFields) -> Schedule:
+    """The config's schedule with `fields` applied, checked: 422 naming what to change."""
+    changes = fields.model_dump(exclude_none=True, include=set(SCHEDULE_FIELDS))
+    current = schedule_of(config, fields.timezone or timezone)
+    times = tuple(parse_time(t) for t in changes["scheduled_times"]) if "scheduled_times" in changes \
+        else current.times
+    schedule = Schedule(frequency=changes.get("frequency", current.frequency), times=times,
+                        timezone=current.timezone, weekdays=tuple(changes.get("weekdays", current.weekdays)),
+                        month_days=tuple(changes.get("month_days", current.month_days)),
+                        cron=changes.get("cron", current.cron))
+    try:
+        check_schedule(schedule)
+    except ScheduleError as error:
+        raise HTTPException(422, str(error)) from None
+    return schedule
+
+
+@router.put("/update_config/", response_model=ConfigOut, responses={404: {"model": Refusal}, 422: {"model": Refusal}})
 async def update_config(site_id: SiteId, update: ConfigUpdate, account: AccountDep, session: SessionDep) -> ConfigOut:
     site = await site_or_404(session, account, site_id)
     config = await get_or_create_config(session, site.id)
-    changes = update.model_dump(exclude_none=True)
-    before = (config.is_enabled, config.frequency, config.scheduled_time, site.timezone)
+    if update.scheduled_time is not None and update.scheduled_times is None:
+        update = update.model_copy(update={"scheduled_times": [update.scheduled_time]})
+    schedule = _schedule_with(config, site.timezone, update)
+    before = (config.is_enabled, schedule_of(config, site.timezone))
+    changes = update.model_dump(exclude_none=True, exclude={"scheduled_time", *SCHEDULE_FIELDS})
     if "timezone" in changes:
         site.timezone = changes.pop("timezone")
-    if "scheduled_time" in changes:
-        hours, minutes = changes.pop("scheduled_time").split(":")
-        config.scheduled_time = time(int(hours), int(minutes))
     for field, value in changes.items():
         setattr(config, field, value)
-    if (config.is_enabled, config.frequency, config.scheduled_time, site.timezone) != before:
+    config.frequency, config.cron = schedule.frequency, schedule.cron
+    config.scheduled_times = [t.strftime("%H:%M") for t in sorted(set(schedule.times))]
+    config.scheduled_time = min(schedule.times) if schedule.times else config.scheduled_time
+    config.weekdays = sorted(set(schedule.weekdays), key=WEEKDAYS.index)
+    config.month_days = sorted(set(schedule.month_days))
+    if (config.is_enabled, schedule) != before:
         config.schedule_changed_at = datetime.now(UTC)  # earlier slots are not "missed" by the scheduler
-    config.next_run_at = (next_run_at(config.frequency, config.scheduled_time, site.timezone, datetime.now(UTC))
-                          if config.is_enabled else None)
+    config.next_run_at = next_run_at(schedule, datetime.now(UTC)) if config.is_enabled else None
     await session.commit()
     return queries.config_out(site, config)
+
+
+@router.post("/schedule_preview/", response_model=SchedulePreview,
+             responses={404: {"model": Refusal}, 422: {"model": Refusal}},
+             summary="The next five run times of a schedule, before saving it")
+async def schedule_preview(site_id: SiteId, fields: ScheduleFields, account: AccountDep,
+                           session: SessionDep) -> SchedulePreview:
+    site = await site_or_404(session, account, site_id)
+    config = await get_or_create_config(session, site.id)
+    schedule = _schedule_with(config, site.timezone, fields)
+    await session.rollback()
+    return SchedulePreview(schedule=schedule.describe(), next_runs=schedule.next_runs(datetime.now(UTC), 5))
 
 
 @router.post("/run_now/", status_code=202, response_model=RunAccepted,
@@ -161,17 +200,14 @@ async def run_now(site_id: SiteId, request: Request, account: AccountDep, sessio
 
 
 async def _start_refusal(session: AsyncSession, site: Site, account: Account, buffer: float) -> JSONResponse | None:
-    active = await queries.active_run(session, site.id)
-    if active is not None:
-        return JSONResponse(status_code=409, content=Refusal(detail="site has an active run",
-                                                             active_run_id=active.run_id).model_dump())
-    estimate = await estimate_for_site(session, site.id)
-    required = estimate.required(buffer)
-    if account.credits_balance < required:
-        return JSONResponse(status_code=402, content=Refusal(
-            detail="insufficient credits", estimate=estimate.total, buffer=round(buffer - 1, 4), required=required,
-            balance=account.credits_balance).model_dump())
-    return None
+    """Run control's policy (`shared.start_policy`), answered early: 409 active run or nothing to
+    process, 402 credits."""
+    refusal = await start_refusal(session, site.id, account.credits_balance, buffer)
+    if refusal is None:
+        return None
+    extra = {"buffer": round(buffer - 1, 4)} if refusal.kind == "credits" else {}
+    return JSONResponse(status_code=402 if refusal.kind == "credits" else 409,
+                        content=Refusal(detail=refusal.reason, **refusal.details, **extra).model_dump())
 
 
 def _refusal_from(reason: str, details: dict[str, object], buffer: float) -> JSONResponse:
@@ -247,9 +283,8 @@ async def estimate(site_id: SiteId, request: Request, account: AccountDep, sessi
     buffer = settings_of(request).credit_buffer
     result = await estimate_for_site(session, site.id)
     required = result.required(buffer)
-    active = await queries.active_run(session, site.id)
-    reason = ("site has an active run" if active else
-              "insufficient credits" if account.credits_balance < required else None)
+    refusal = await start_refusal(session, site.id, account.credits_balance, buffer)
+    reason = None if refusal is None else "insufficient credits" if refusal.kind == "credits" else refusal.reason
     return Estimate(site_id=site.id, per_stage=result.per_stage, total=result.total, buffer=round(buffer - 1, 4),
                     required=required, balance=account.credits_balance, can_start=reason is None, reason=reason)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -12,11 +12,52 @@ from shared.schedule import iana_zone_error, is_iana_zone
 BatchSize = Field(None, ge=1, le=1000, description="Items per batch, 1-1000.")
 
 
+TimeOfDay = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, 24-hour.")]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+MonthDay = Annotated[int, Field(ge=1, le=31)]
+Frequency = Literal["daily", "weekly", "monthly", "cron"]
+
+
+class ScheduleFields(BaseModel):
+    """A schedule's forms; only the fields given change (a refused request changes nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frequency: Frequency | None = Field(None, description="daily; weekly on `weekdays`; monthly on `month_days`; "
+                                                          "or cron.")
+    scheduled_times: list[TimeOfDay] | None = Field(None, min_length=1, max_length=24,
+                                                    description="One or more times of day, in the site's timezone.")
+    weekdays: list[Weekday] | None = Field(None, min_length=1, max_length=7, description="For weekly: mon ... sun.")
+    month_days: list[MonthDay] | None = Field(None, min_length=1, max_length=31,
+                                              description="For monthly: 1-31 (a month without the day skips it).")
+    cron: str | None = Field(None, min_length=9, max_length=120, description="For cron: five fields (minute hour "
+                             "day-of-month month day-of-week; 0 or 7 is Sunday), in the site's timezone.")
+    timezone: str | None = Field(None, max_length=64, description="An IANA timezone name, e.g. Europe/Paris.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, value: str | None) -> str | None:
+        if value is not None and not is_iana_zone(value):
+            raise ValueError(iana_zone_error(value))
+        return value
+
+
+class SchedulePreview(BaseModel):
+    schedule: str = Field(description="The schedule in words.")
+    next_runs: list[datetime] = Field(description="The next five run times (UTC).")
+
+
 class ConfigOut(BaseModel):
     site_id: int
     is_enabled: bool
-    frequency: Literal["daily", "weekly", "monthly"]
-    scheduled_time: str = Field(description="HH:MM, 24-hour, in the site's timezone.")
+    frequency: Frequency
+    scheduled_time: str = Field(description="HH:MM, 24-hour, in the site's timezone (the first of scheduled_times).")
+    scheduled_times: list[str]
+    weekdays: list[str]
+    month_days: list[int]
+    cron: str | None
+    schedule: str = Field(description="The schedule in words.")
+    next_runs: list[datetime] = Field(description="The next five run times (UTC); empty when disabled.")
     timezone: str
     stage_1_batch_size: int
     stage_2_batch_size: int
@@ -30,15 +71,12 @@ class ConfigOut(BaseModel):
     next_run_at: datetime | None
 
 
-class ConfigUpdate(BaseModel):
+class ConfigUpdate(ScheduleFields):
     """Only the fields given change; a refused request changes nothing."""
 
-    model_config = ConfigDict(extra="forbid")
-
     is_enabled: bool | None = None
-    frequency: Literal["daily", "weekly", "monthly"] | None = None
-    scheduled_time: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM, 24-hour.")
-    timezone: str | None = Field(None, max_length=64, description="An IANA timezone name, e.g. Europe/Paris.")
+    scheduled_time: TimeOfDay | None = Field(None, description="HH:MM, 24-hour: one time a day (the seed's field; "
+                                                               "sets scheduled_times to this one time).")
     stage_1_batch_size: int | None = BatchSize
     stage_2_batch_size: int | None = BatchSize
     stage_3_batch_size: int | None = BatchSize
@@ -48,13 +86,6 @@ class ConfigUpdate(BaseModel):
     auto_publish: bool | None = Field(None, description="Publish approved content at once.")
     skip_review: bool | None = Field(None, description="Let stage 7 approve the run's content (no human review) "
                                      "and hand it to publishing. Off unless set explicitly.")
-
-    @field_validator("timezone")
-    @classmethod
-    def _iana(cls, value: str | None) -> str | None:
-        if value is not None and not is_iana_zone(value):
-            raise ValueError(iana_zone_error(value))
-        return value
 
 
 class StageOut(BaseModel):
@@ -154,3 +185,4 @@ class Refusal(BaseModel):
     buffer: float | None = None
     required: int | None = None
     balance: int | None = None
+    counts: dict[str, int] | None = Field(None, description="With 'nothing to process': what each stage would take.")

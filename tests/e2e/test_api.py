@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from automation.contract import asyncapi_document
@@ -27,8 +28,10 @@ BASE = "/api/v1/automation"
 
 @pytest.fixture(scope="module")
 async def api_settings(settings: Settings, sessions, output_dir) -> AsyncIterator[Settings]:
-    """The consumers running as processes on the module's own queue prefix; yields their settings."""
-    async with fleet_with(settings, output_dir, ai_latency_ms=5) as (_fleet, own):
+    """The consumers running as processes on the module's own queue prefix; yields their settings (with a
+    secret key, as a deployment that publishes has; outbound checks of fuzzed addresses give up quickly)."""
+    async with fleet_with(settings, output_dir, ai_latency_ms=5, secret_key=SecretStr(uuid.uuid4().hex),
+                          publish_timeout_seconds=3.0) as (_fleet, own):
         yield own
 
 

@@ -191,6 +191,9 @@ async def test_auto_publish_and_skip_review_queue_publishing(client, deps, make_
     assert [m["revision"] for m in await publish_messages(deps, [first])] == [1]  # approval published it
     await client.patch(f"{BASE}/content/{first}", json={"title": "Edited after approval"}, headers=headers)
     assert [m["revision"] for m in await publish_messages(deps, [first])] == [1, 2]  # and the edit re-publishes
+    detail = (await client.get(f"{BASE}/content/{first}", headers=headers)).json()
+    assert "<h1>Edited after approval</h1>" in detail["html"]  # the body's heading follows the title
+    assert detail["markdown"].startswith("# Edited after approval\n") and detail["images"]
 
     # skip review: stage 7 approves the next run's articles and queues them for publishing itself
     skipping = await make_site(keywords=16, **QUICK)

@@ -19,7 +19,7 @@ MODELS = sorted((m for m in vars(events).values()
                  if isinstance(m, type) and issubclass(m, events.Message) and m is not events.Message),
                 key=lambda m: m.__name__)
 TAKEN_BY_CONSUMERS = {"StartRun", "PauseRun", "ResumeRun", "RequestStage", "StageCompleted", "ProcessBatch",
-                      "PublishContent"}
+                      "PublishContent", "RunStateChanged", "PublicationChanged", "RunRejected", "DeliverNotification"}
 SETTINGS = Settings(queue_prefix="contract")
 
 
@@ -86,3 +86,6 @@ def test_every_consumer_queue_is_subscribed_with_the_messages_it_takes(document:
     assert payloads(document, received[topology.plan_queue(4).name]) == {"RequestStage", "StageCompleted"}
     assert payloads(document, received[topology.batch_queue(4).name]) == {"ProcessBatch"}
     assert payloads(document, received[topology.publish_queue().name]) == {"PublishContent"}
+    assert payloads(document, received[topology.notify_queue().name]) == {
+        "RunStateChanged", "StageCompleted", "PublicationChanged", "RunRejected"}
+    assert payloads(document, received[topology.notify_deliver_queue().name]) == {"DeliverNotification"}

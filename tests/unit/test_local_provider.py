@@ -28,6 +28,7 @@ from ai.base import (
 from ai.intents import intents
 from ai.local import LocalProvider
 from ai.local_ideas import CONTENT_TYPES
+from ai.local_plan import content_type_for
 from ai.local_text import sentence_subject
 from shared.demo_data import DEMO_TOPICS, demo_keywords
 
@@ -176,13 +177,14 @@ def test_ideas_are_varied_complete_and_untaken(topic: str) -> None:
     assert len({idea.primary_keyword for idea in ideas}) == len(ideas)
     titles = [idea.title.casefold() for idea in ideas]
     assert len(set(titles)) == len(titles)
-    assert len({idea.content_type for idea in ideas}) == min(len(ideas), len(CONTENT_TYPES))
+    assert len({idea.content_type for idea in ideas}) >= 4  # the cluster's keywords ask for different things
     for idea in ideas:
         assert idea.primary_keyword in cluster.keywords and idea.target_keywords[0] == idea.primary_keyword
         assert idea.content_type in CONTENT_TYPES
+        assert idea.content_type == content_type_for(idea.primary_keyword)  # the keyword decides, not a rotation
         assert idea.target_keywords and set(idea.target_keywords) <= set(cluster.keywords)
-        assert len(idea.outline) >= 6
-        assert all(2 <= len(section.h3s) <= 3 for section in idea.outline)
+        assert len(idea.outline) >= 4
+        assert all(len(section.h3s) <= 3 for section in idea.outline)
         assert idea.description.endswith(".") and ". " not in idea.description
         assert "{" not in idea.title and "[" not in idea.title
 
@@ -203,9 +205,10 @@ def test_ideas_are_deterministic() -> None:
 
 
 def test_articles_hit_the_length_and_meta_limits(articles: list[tuple[IdeaIn, ArticleOut]]) -> None:
+    """Drafts of 600-1,700 words by content type (an answer is shorter than a guide), not padded to 2,500."""
     for _, article in articles:
         words = len(WORD.findall(article.markdown))
-        assert 2125 <= words <= 2875
+        assert 550 <= words <= 1800
         assert abs(article.word_count - words) <= 10
         assert 0 < len(article.meta_title) <= 60
         assert 0 < len(article.meta_description) <= 160
@@ -216,17 +219,19 @@ def test_articles_follow_the_outline_with_faq_and_conclusion(articles: list[tupl
     for idea, article in articles:
         headings = [line for line in article.markdown.splitlines() if line.startswith("#")]
         assert headings[0] == f"# {idea.title}"
-        expected = [section.h2 for section in idea.outline] + ["Frequently Asked Questions", "Conclusion"]
+        faq_heading, conclusion_heading = article.sections[-2:]
+        assert "Questions" in faq_heading  # named after the subject: "Frequently Asked Questions About ..."
+        expected = [section.h2 for section in idea.outline] + [faq_heading, conclusion_heading]
         assert list(article.sections) == expected
         assert [h[3:] for h in headings if h.startswith("## ")] == expected
         position = 0
         for section in idea.outline:
             for heading in (f"## {section.h2}", *(f"### {h3}" for h3 in section.h3s)):
                 position = headings.index(heading, position)
-        faq = headings.index("## Frequently Asked Questions")
-        questions = headings[faq + 1 : headings.index("## Conclusion")]
+        faq = headings.index(f"## {faq_heading}")
+        questions = headings[faq + 1 : headings.index(f"## {conclusion_heading}")]
         assert len(questions) >= 3 and all(q.startswith("### ") and q.endswith("?") for q in questions)
-        assert article.markdown.rstrip().split("## Conclusion")[1].strip()
+        assert article.markdown.rstrip().split(f"## {conclusion_heading}")[1].strip()
 
 
 def test_articles_have_wellformed_html_and_no_placeholders(articles: list[tuple[IdeaIn, ArticleOut]]) -> None:
@@ -255,7 +260,7 @@ def test_articles_are_deterministic(articles: list[tuple[IdeaIn, ArticleOut]]) -
 def test_an_idea_without_outline_still_gets_a_full_article() -> None:
     idea = IdeaIn(9, "Raised Bed Gardening Basics", "guide", ("raised bed vegetable garden",), (), "", "Raised Beds")
     article = run(provider.generate_content(idea))
-    assert len(article.sections) >= 8 and article.word_count >= 2125
+    assert len(article.sections) >= 5 and article.word_count >= 550
     assert article.meta_description
 
 

@@ -1,7 +1,7 @@
-/* The account's sites (the site picker) and credit balance. */
+/* The account's sites (the site picker, with the site's timezone) and credit balance. */
 
 import {api} from "./api.js";
-import {$, el, fmtNum, notify, state} from "./ui.js";
+import {$, el, fmtNum, notify, siteZone, state} from "./ui.js";
 
 const SITE_STORAGE = "automation.siteId";
 
@@ -15,6 +15,12 @@ export async function loadSites() {
   state.siteId = chosen ? chosen.id : null;
   if (chosen) select.value = String(chosen.id);
   if (!chosen) notify("This account has no sites yet.", "error");
+  showZone();
+}
+
+/** The header's note of the timezone every time on the page is shown in (the chosen site's). */
+export function showZone() {
+  $("site-zone").textContent = siteZone();
 }
 
 export function rememberSite(siteId) { sessionStorage.setItem(SITE_STORAGE, String(siteId)); }

@@ -1,20 +1,28 @@
 /* Automation dashboard, the entry module: sign-in with the API key, site selection and the page's wiring.
    Vanilla ES modules over /api/v1/automation/; stage names and numbers come from its stage catalogue. */
 
-import {loadCredits, loadSites, rememberSite} from "./account.js";
+import {loadCredits, loadSites, rememberSite, showZone} from "./account.js";
 import {api, apiKey, forgetKey, onUnauthorized, storeKey} from "./api.js";
 import {loadCatalogue} from "./catalogue.js";
-import {buildConfigForm, openConfig, saveConfig} from "./config.js";
-import {buildRunLogStages, loadHistory, loadRunLog} from "./history.js";
-import {loadReview, revokeBlobs} from "./review.js";
-import {control, pollLog, pollRun, pollSlow, renderStages, runNowClicked, startRun, stopPolling, updateButtons} from "./runs.js";
+import {closeArticle, wireArticle} from "./article.js";
+import {buildConfigForm, closeConfig, openConfig, saveConfig, wireConfig} from "./config.js";
+import {exportRun} from "./exports.js";
+import {loadCreditsPanel, wireCredits} from "./credits.js";
+import {buildRunLogStages, loadHistory, wireRunModal} from "./history.js";
+import {wirePublishing} from "./publishing.js";
+import {loadReview, resetReview, wireReview} from "./review.js";
+import {control, renderStages, runNowClicked, startPolling, startRun, stopPolling, updateButtons, wireLog} from "./runs.js";
 import {$, notify, showModal, state} from "./ui.js";
 
-const MODALS = ["estimate-modal", "config-modal", "run-modal", "article-modal"];
+/** Every modal, with what closes it (the article and configuration modals forget what they held). */
+const MODALS = {"estimate-modal": () => showModal("estimate-modal", false), "config-modal": closeConfig,
+  "run-modal": () => showModal("run-modal", false), "article-modal": closeArticle};
 
 // ---------- API key ----------
 function askForKey(message = "") {
   stopPolling();
+  resetReview();
+  for (const close of Object.values(MODALS)) close();
   $("app").hidden = true;
   $("key-screen").hidden = false;
   $("key-error").textContent = message;
@@ -48,12 +56,14 @@ async function selectSite(siteId) {
   state.active = null;
   state.shown = null;
   rememberSite(siteId);
+  showZone();
+  resetReview();
   renderStages(null);
   updateButtons();
-  await pollRun();
-  pollLog();
-  loadHistory();
+  $("history-body").replaceChildren();
   loadReview();
+  loadCreditsPanel();
+  await startPolling();  // the one loop: run, log, history and balance
 }
 
 async function start() {
@@ -70,7 +80,6 @@ async function start() {
     if (error.status !== 401) notify(`Could not load the account: ${error.message}`, "error");
     return;
   }
-  pollSlow();
   if (state.siteId !== null) await selectSite(state.siteId);
   else updateButtons();
 }
@@ -88,17 +97,27 @@ function init() {
   $("resume").addEventListener("click", () => control("resume"));
   $("configure").addEventListener("click", openConfig);
   $("config-form").addEventListener("submit", saveConfig);
-  $("config-cancel").addEventListener("click", () => showModal("config-modal", false));
-  $("log-lines").addEventListener("change", pollLog);
+  $("config-cancel").addEventListener("click", closeConfig);
+  $("config-close").addEventListener("click", closeConfig);
   for (const id of ["filter-status", "filter-trigger", "filter-from", "filter-to"]) $(id).addEventListener("change", loadHistory);
   $("history-filters").addEventListener("submit", (e) => { e.preventDefault(); loadHistory(); });
   $("run-close").addEventListener("click", () => showModal("run-modal", false));
-  $("run-log-stage").addEventListener("change", loadRunLog);
-  $("article-close").addEventListener("click", () => { showModal("article-modal", false); revokeBlobs(); });
+  $("run-export").addEventListener("click", (e) => exportRun(state.openRunId, $("run-export-format").value,
+    e.currentTarget, $("run-export-message")));
+  $("current-export").addEventListener("click", (e) => exportRun(state.shown && state.shown.run_id,
+    $("current-export-format").value, e.currentTarget, $("current-export-message")));
+  wireReview();
+  wireArticle();
+  wireConfig();
+  wirePublishing();
+  wireLog();
+  wireRunModal();
+  wireCredits();
+  document.addEventListener("zone-changed", () => { showZone(); startPolling(); loadCreditsPanel(); });
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape") return;
-    for (const id of MODALS) showModal(id, false);
-    revokeBlobs();
+    if (!$("article-edit-form").hidden && !$("article-modal").hidden) return;  // an edit is not thrown away by a key
+    for (const [id, close] of Object.entries(MODALS)) if (!$(id).hidden) close();
   });
   if (apiKey()) start(); else askForKey();
 }

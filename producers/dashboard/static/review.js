@@ -1,102 +1,244 @@
-/* Content waiting for review, and an article's preview with its images. */
+/* The site's content: status tabs with counts, search, paging, row selection and bulk actions
+   (approve, reject with a reason, publish, export). One article opens in the article modal (article.js). */
 
-import {API, api} from "./api.js";
-import {$, el, fmtNum, showModal, state} from "./ui.js";
+import {api} from "./api.js";
+import {openArticle} from "./article.js";
+import {exportArticles} from "./exports.js";
+import {$, badge, el, fmtDate, fmtNum, state} from "./ui.js";
+
+const TABS = [["review", "Review"], ["approved", "Approved"], ["rejected", "Rejected"], ["published", "Published"],
+  ["publish_failed", "Publish failed"], ["all", "All"]];
+const PAGE_SIZE = 20;
+const SEARCH_DELAY_MS = 300;
+const ERRORS_SHOWN = 3;
+const WATCH_MS = 3000;        // after a publish, the list follows the posts landing ...
+const WATCH_FOR_MS = 120000;  // ... for two minutes at most, or until nothing is left approved
+
+const view = {status: "review", q: "", offset: 0, total: 0, items: [], selected: new Set(), loading: 0};
+
+/** Back to the first tab, page and no selection (another site was chosen). */
+export function resetReview() {
+  watchUntil = 0;
+  clearTimeout(state.timers.review);
+  Object.assign(view, {status: "review", q: "", offset: 0, total: 0, items: []});
+  view.selected.clear();
+  $("review-q").value = "";
+  $("bulk-result").hidden = true;
+  showRejectForm(false);
+}
 
 export async function loadReview() {
   if (state.siteId === null) return;
+  const siteId = state.siteId;
+  const request = ++view.loading;  // a slower, older answer never overwrites a newer one
   try {
-    const {data} = await api("/review/", {params: {site_id: state.siteId}});
-    $("review-total").textContent = `${fmtNum(data.total)} waiting`;
-    const items = data.items.map((item) => el("li", {},
-      el("button", {type: "button", className: "link review-item", dataset: {contentId: item.id}, onclick: () => openArticle(item.id)},
-        item.title),
-      el("span", {className: "muted review-keyword"}, item.primary_keyword ? ` · targets “${item.primary_keyword}”` : ""),
-      el("span", {className: "muted"}, ` · ${fmtNum(item.word_count)} words · ${item.images} images`)));
-    $("review-list").replaceChildren(...(items.length ? items : [el("li", {className: "muted"}, "Nothing waiting for review.")]));
-  } catch (error) {
-    if (error.status !== 401) $("review-list").replaceChildren(el("li", {className: "error"}, `Could not load: ${error.message}`));
-  }
-}
-
-const ALLOWED_TAGS = new Set(["H1", "H2", "H3", "H4", "H5", "H6", "P", "UL", "OL", "LI", "STRONG", "EM", "B", "I", "U",
-  "BLOCKQUOTE", "CODE", "PRE", "TABLE", "THEAD", "TBODY", "TR", "TH", "TD", "BR", "HR", "A", "SPAN", "DIV", "SECTION", "FIGURE", "FIGCAPTION"]);
-
-// The article's html is generated text: keep only harmless tags, no attributes but safe links.
-function sanitize(html) {
-  const doc = new DOMParser().parseFromString(html, "text/html");
-  const clean = (node) => {
-    for (const child of [...node.childNodes]) {
-      if (child.nodeType === Node.TEXT_NODE) continue;
-      if (child.nodeType !== Node.ELEMENT_NODE || !ALLOWED_TAGS.has(child.tagName)) {
-        if (child.nodeType === Node.ELEMENT_NODE && !["SCRIPT", "STYLE", "IFRAME", "OBJECT", "EMBED", "TEMPLATE"].includes(child.tagName)) {
-          clean(child);
-          child.replaceWith(...child.childNodes);
-        } else child.remove();
-        continue;
-      }
-      for (const attr of [...child.attributes]) {
-        const keep = child.tagName === "A" && attr.name === "href" && /^(https?:|#|\/)/i.test(attr.value.trim());
-        if (!keep) child.removeAttribute(attr.name);
-      }
-      if (child.tagName === "A") { child.setAttribute("rel", "noopener noreferrer nofollow"); child.setAttribute("target", "_blank"); }
-      clean(child);
+    const {data} = await api("/review/", {params: {site_id: siteId, status: view.status, q: view.q, limit: PAGE_SIZE,
+      offset: view.offset}});
+    if (request !== view.loading || siteId !== state.siteId) return;
+    if (data.total && view.offset >= data.total) {  // the page emptied (its articles moved on): the last page
+      view.offset = Math.max(0, Math.floor((data.total - 1) / PAGE_SIZE) * PAGE_SIZE);
+      return loadReview();
     }
-  };
-  clean(doc.body);
-  return [...doc.body.childNodes];
-}
-
-export function revokeBlobs() {
-  for (const url of state.blobUrls) URL.revokeObjectURL(url);
-  state.blobUrls = [];
-}
-
-async function imageFigure(image) {
-  const figure = el("figure", {className: `article-image ${image.kind}`, dataset: {imageId: image.id, kind: image.kind}});
-  const caption = el("figcaption", {}, `${image.kind === "featured" ? "Featured" : `Image ${image.position}`}: ${image.prompt}`);
-  if (!image.url) {
-    figure.append(el("div", {className: "image-missing"}, `image ${image.status}`), caption);
-    return figure;
-  }
-  try {
-    const response = await api(image.url.replace(API, ""), {raw: true});
-    const url = URL.createObjectURL(await response.blob());
-    state.blobUrls.push(url);
-    const img = el("img", {src: url, alt: image.prompt, width: image.width, height: image.height});
-    figure.append(img, caption);
+    view.total = data.total;
+    view.items = data.items;
+    renderTabs(data.counts);
+    renderRows();
+    watchNext(data.counts);
   } catch (error) {
-    figure.append(el("div", {className: "image-missing"}, `could not load the image (${error.message})`), caption);
+    if (error.status !== 401 && request === view.loading) {
+      $("review-list").replaceChildren(el("tr", {}, el("td", {colSpan: 6, className: "error"}, `Could not load: ${error.message}`)));
+    }
   }
-  return figure;
 }
 
-async function openArticle(contentId) {
-  revokeBlobs();
-  $("article-title").textContent = "Loading…";
-  $("article-meta").textContent = "";
-  $("article-body").replaceChildren();
-  showModal("article-modal", true);
+let watchUntil = 0;
+
+/** Follow publishing for a while: reload the list while something is still approved (its posts are on the way). */
+function watchPublishing() {
+  watchUntil = Date.now() + WATCH_FOR_MS;
+}
+
+function watchNext(counts) {
+  clearTimeout(state.timers.review);
+  if (Date.now() < watchUntil && (counts.approved || 0) > 0) state.timers.review = setTimeout(loadReview, WATCH_MS);
+}
+
+function renderTabs(counts) {
+  const all = Object.values(counts).reduce((a, b) => a + b, 0);
+  $("review-tabs").replaceChildren(...TABS.map(([status, label]) => {
+    const count = status === "all" ? all : (counts[status] || 0);
+    const selected = status === view.status;
+    return el("button", {type: "button", role: "tab", className: `tab${selected ? " selected" : ""}`,
+      "aria-selected": selected ? "true" : "false", dataset: {status}, onclick: () => chooseTab(status)},
+    label, " ", el("span", {className: "tab-count"}, fmtNum(count)));
+  }));
+  $("review-total").textContent = `${fmtNum(counts.review || 0)} waiting for review`;
+}
+
+function renderRows() {
+  const rows = view.items.map((item) => el("tr", {dataset: {contentId: item.id, status: item.status},
+    className: view.selected.has(item.id) ? "selected" : null},
+  el("td", {className: "check"}, el("input", {type: "checkbox", className: "row-check", "aria-label": `Select “${item.title}”`,
+    checked: view.selected.has(item.id), onchange: (e) => select(item.id, e.target.checked)})),
+  el("td", {},
+    el("button", {type: "button", className: "link review-item", dataset: {contentId: item.id},
+      onclick: () => openArticle(item.id)}, item.title),
+    item.primary_keyword ? el("div", {className: "muted review-keyword"}, `targets “${item.primary_keyword}”`) : ""),
+  el("td", {}, badge(item.status)),
+  el("td", {className: "num"}, fmtNum(item.word_count)),
+  el("td", {className: "num"}, fmtNum(item.images)),
+  el("td", {}, fmtDate(item.created_at))));
+  $("review-list").replaceChildren(...rows);
+  $("review-empty").hidden = rows.length > 0;
+  $("review-empty").textContent = view.q ? `Nothing matches “${view.q}” here.` : "Nothing here.";
+  const first = view.total ? view.offset + 1 : 0;
+  const last = view.offset + view.items.length;
+  $("review-range").textContent = `${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(view.total)}`;
+  $("review-prev").disabled = view.offset === 0;
+  $("review-next").disabled = last >= view.total;
+  renderSelection();
+}
+
+function renderSelection() {
+  const onPage = view.items.map((i) => i.id);
+  const picked = onPage.filter((id) => view.selected.has(id)).length;
+  const all = $("review-select-page");
+  all.checked = onPage.length > 0 && picked === onPage.length;
+  all.indeterminate = picked > 0 && picked < onPage.length;
+  all.disabled = onPage.length === 0;
+  const n = view.selected.size;
+  $("selection-count").textContent = `${fmtNum(n)} selected${n > picked ? ` (${fmtNum(n - picked)} on other pages)` : ""}`;
+  $("selection-clear").hidden = n === 0;
+  for (const id of ["bulk-approve", "bulk-reject", "bulk-publish", "bulk-export"]) $(id).disabled = n === 0;
+  for (const row of $("review-list").rows) row.classList.toggle("selected", view.selected.has(Number(row.dataset.contentId)));
+}
+
+function select(id, on) {
+  if (on) view.selected.add(id); else view.selected.delete(id);
+  renderSelection();
+}
+
+function selectPage(on) {
+  for (const item of view.items) if (on) view.selected.add(item.id); else view.selected.delete(item.id);
+  for (const box of $("review-list").querySelectorAll(".row-check")) box.checked = on;
+  renderSelection();
+}
+
+function clearSelection() {
+  view.selected.clear();
+  for (const box of $("review-list").querySelectorAll(".row-check")) box.checked = false;
+  renderSelection();
+}
+
+function chooseTab(status) {
+  if (status === view.status) return;
+  view.status = status;
+  view.offset = 0;
+  view.selected.clear();  // what was picked is no longer in view
+  loadReview();
+}
+
+let searchTimer = null;
+function searchSoon() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(search, SEARCH_DELAY_MS);
+}
+
+function search(event) {
+  if (event) event.preventDefault();
+  clearTimeout(searchTimer);
+  const q = $("review-q").value.trim();
+  if (q === view.q) return;
+  view.q = q;
+  view.offset = 0;
+  view.selected.clear();
+  loadReview();
+}
+
+function page(step) {
+  view.offset = Math.max(0, view.offset + step * PAGE_SIZE);
+  loadReview();
+}
+
+// ---------- bulk actions ----------
+function showRejectForm(show) {
+  $("bulk-reject-form").hidden = !show;
+  if (show) { $("bulk-reject-reason").value = ""; $("bulk-reject-reason").focus(); }
+}
+
+function showResult(text, kind, details = []) {
+  const box = $("bulk-result");
+  box.className = `result ${kind}`;
+  box.replaceChildren(el("span", {className: "result-summary"}, text),
+    details.length ? el("ul", {className: "result-errors"}, details.map((d) => el("li", {}, d))) : "");
+  box.hidden = false;
+}
+
+const VERBS = {approve: "Approve", reject: "Reject", publish: "Publish"};
+
+async function bulk(action, reason = null) {
+  const ids = [...view.selected];
+  if (!ids.length) return;
+  const buttons = ["bulk-approve", "bulk-reject", "bulk-publish", "bulk-export"].map($);
+  for (const b of buttons) b.disabled = true;
+  showResult(`${VERBS[action]}: working on ${fmtNum(ids.length)}…`, "info");
   try {
-    const {data: c} = await api(`/content/${encodeURIComponent(contentId)}`);
-    $("article-title").textContent = c.title;
-    $("article-meta").replaceChildren(el("span", {className: `badge ${c.status}`}, c.status),
-      c.primary_keyword ? el("span", {className: "article-keyword"}, ` targets “${c.primary_keyword}” ·`) : "",
-      ` ${fmtNum(c.word_count)} words · /${c.slug} · meta: ${c.meta_title} — ${c.meta_description}`);
-    const figures = await Promise.all(c.images.map(imageFigure));
-    const body = el("div", {className: "article-html"}, sanitize(c.html));
-    const featured = figures.filter((f) => f.dataset.kind === "featured");
-    const inArticle = [];
-    c.images.forEach((image, i) => {
-      if (image.kind === "featured") return;
-      // put an in-article image after the heading of its section when the html has one
-      const heading = image.section && [...body.querySelectorAll("h2, h3")].find((h) => h.textContent.trim() === image.section.trim());
-      if (heading) heading.after(figures[i]); else inArticle.push(figures[i]);
-    });
-    $("article-body").replaceChildren(...featured, body,
-      inArticle.length ? el("div", {className: "article-gallery"}, inArticle) : "");
+    const {data} = await api("/content/bulk", {method: "POST", body: {ids, action, reason: reason || undefined}});
+    const failed = data.results.filter((r) => r.error);
+    const details = failed.slice(0, ERRORS_SHOWN).map((r) => `#${r.id}: ${r.error}`);
+    if (failed.length > ERRORS_SHOWN) details.push(`… and ${fmtNum(failed.length - ERRORS_SHOWN)} more`);
+    const more = action === "publish" && data.changed ? " Posts are being sent; the Published tab shows them as they land." : "";
+    showResult(`${VERBS[action]}: ${fmtNum(data.changed)} changed, ${fmtNum(data.unchanged)} unchanged, `
+      + `${fmtNum(data.failed)} failed.${more}`, data.failed ? "error" : "ok", details);
+    view.selected = new Set(failed.map((r) => r.id));  // what failed stays picked, to retry or inspect
+    if (action === "publish" && data.changed) watchPublishing();
+    if (action === "reject") showRejectForm(false);
   } catch (error) {
-    $("article-title").textContent = "Article";
-    $("article-body").replaceChildren(el("p", {className: "error"}, `Could not load the article: ${error.message}`));
+    if (error.status !== 401) showResult(`${VERBS[action]} failed: ${error.message}`, "error");
+  } finally {
+    await loadReview();
+    renderSelection();
   }
+}
+
+function rejectSubmitted(event) {
+  event.preventDefault();
+  const reason = $("bulk-reject-reason").value.trim();
+  if (!reason) { showResult("A rejection needs a reason: say what is wrong.", "error"); $("bulk-reject-reason").focus(); return; }
+  bulk("reject", reason);
+}
+
+async function exportSelected() {
+  const ids = [...view.selected];
+  if (!ids.length) return;
+  const format = $("export-format").value;
+  $("bulk-export").disabled = true;
+  showResult(`Export: preparing ${fmtNum(ids.length)} article(s)…`, "info");
+  try {
+    const name = await exportArticles({ids: ids.join(","), format});
+    showResult(`Export: ${name} downloaded (${fmtNum(ids.length)} article(s), ${format}).`, "ok");
+  } catch (error) {
+    if (error.status !== 401) showResult(`Export failed: ${error.message}`, "error");
+  } finally {
+    renderSelection();
+  }
+}
+
+/** The list's controls, wired once. */
+export function wireReview() {
+  $("review-search").addEventListener("submit", search);
+  $("review-q").addEventListener("input", searchSoon);
+  $("review-prev").addEventListener("click", () => page(-1));
+  $("review-next").addEventListener("click", () => page(1));
+  $("review-select-page").addEventListener("change", (e) => selectPage(e.target.checked));
+  $("selection-clear").addEventListener("click", clearSelection);
+  $("bulk-approve").addEventListener("click", () => bulk("approve"));
+  $("bulk-reject").addEventListener("click", () => showRejectForm($("bulk-reject-form").hidden));
+  $("bulk-reject-form").addEventListener("submit", rejectSubmitted);
+  $("bulk-reject-cancel").addEventListener("click", () => showRejectForm(false));
+  $("bulk-publish").addEventListener("click", () => bulk("publish"));
+  $("bulk-export").addEventListener("click", exportSelected);
+  document.addEventListener("content-changed", () => loadReview());  // an action in the article modal
+  renderTabs({});
+  renderSelection();
 }
