@@ -201,18 +201,30 @@ class WordPressClient:
         plain = _plain_name(name)
         if not plain:
             raise ValueError(f"no name for a term of {taxonomy}")
-        found = await self._request("GET", f"wp/v2/{taxonomy}", params={
-            "search": html.escape(plain, quote=False), "per_page": "100", "_fields": "id,name"})
-        for term in found if isinstance(found, list) else []:
-            if _plain_name(str(term.get("name", ""))).casefold() == plain.casefold():
-                return int(term["id"])
+        if found := await self._terms_named(taxonomy, plain):
+            return found[0]
         try:
-            created = await self._request("POST", f"wp/v2/{taxonomy}", json={"name": plain})
+            created = int((await self._request("POST", f"wp/v2/{taxonomy}", json={"name": plain}))["id"])
         except WordPressError as exc:
             if exc.code == "term_exists" and "term_id" in exc.data:
                 return int(exc.data["term_id"])
             raise
-        return int(created["id"])
+        # WordPress's own check before inserting is not atomic: two creators at once can both succeed. Every
+        # creator then keeps the oldest term of the name and removes its own if it is not that one.
+        winner = min(await self._terms_named(taxonomy, plain) or [created])
+        if winner != created:
+            try:
+                await self._request("DELETE", f"wp/v2/{taxonomy}/{created}", params={"force": "true"})
+            except WordPressError:
+                log.warning("could not remove the duplicate %s term %d", taxonomy, created)
+        return winner
+
+    async def _terms_named(self, taxonomy: Taxonomy, plain: str) -> list[int]:
+        """Ids of the terms whose name is `plain` (compared as WordPress does), oldest first."""
+        found = await self._request("GET", f"wp/v2/{taxonomy}", params={
+            "search": html.escape(plain, quote=False), "per_page": "100", "_fields": "id,name"})
+        return sorted(int(term["id"]) for term in (found if isinstance(found, list) else [])
+                      if _plain_name(str(term.get("name", ""))).casefold() == plain.casefold())
 
     async def create_post(self, fields: PostFields) -> tuple[int, str]:
         """Returns the post's id (kept to update it later) and its link (a `?p=<id>` link until it is
