@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from bench.cpu import CpuFigures, CpuMeter
 from bench.harness import completed_wall, isolated, run_timeout, running_fleet, start_runs, wait_for_runs
 from bench.workload import create_bench_site, outcome_counts, synthetic_keywords
 from shared.models import RunStage, StageBatch
@@ -36,10 +37,16 @@ class PipelineRun:
     stages: list[StageFigures]
     counts: dict[str, int]
     peak_rss: dict[str, int] = field(default_factory=dict)
+    cpu: CpuFigures | None = None  # the consumers' and the database backends' CPU from start to completion
 
     @property
     def messages_per_second(self) -> float:
         return self.batches / self.wall
+
+    def cpu_per_batch_ms(self) -> tuple[float, float, float]:
+        """(total, consumers, PostgreSQL backends) CPU per batch in ms."""
+        assert self.cpu is not None
+        return self.cpu.per_batch_ms(self.batches)
 
 
 async def measure_pipeline(base: Settings, keywords: int, latency_ms: int, concurrency: int, replicas: int = 1,
@@ -49,8 +56,11 @@ async def measure_pipeline(base: Settings, keywords: int, latency_ms: int, concu
     async with isolated(base, ai_latency_ms=latency_ms, **overrides) as env:
         site = await create_bench_site(env.sessions, "pipeline", keywords)
         async with running_fleet(env, concurrency, replicas=replicas) as fleet:
-            [run] = await start_runs(env, [site])
-            ends = await wait_for_runs(env, fleet, [run], timeout=run_timeout(keywords, latency_ms))
+            meter = CpuMeter(env.settings.database_url,
+                             lambda: [p.pid for replicas in fleet.processes.values() for p in replicas])
+            async with meter.running():
+                [run] = await start_runs(env, [site])
+                ends = await wait_for_runs(env, fleet, [run], timeout=run_timeout(keywords, latency_ms))
         wall = completed_wall(run, ends[run.run_id])
         async with env.sessions() as session:
             batches = int(await session.scalar(select(func.count()).select_from(StageBatch)) or 0)
@@ -60,7 +70,8 @@ async def measure_pipeline(base: Settings, keywords: int, latency_ms: int, concu
                                wall=_seconds(r.completed_at, r.started_at)) for r in rows]
         counts = await outcome_counts(env.sessions, site)
         return PipelineRun(keywords=keywords, latency_ms=latency_ms, concurrency=concurrency, wall=wall,
-                           batches=batches, stages=stages, counts=counts, peak_rss=dict(fleet.peak_rss))
+                           batches=batches, stages=stages, counts=counts, peak_rss=dict(fleet.peak_rss),
+                           cpu=meter.figures())
 
 
 def _seconds(later: datetime | None, earlier: datetime) -> float:

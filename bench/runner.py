@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from bench.harness import BenchFailure, settle
 from bench.report import Report
-from bench.scenarios import SCENARIOS, Context, Plan, machine
+from bench.scenarios import OPT_IN, SCENARIOS, Context, Plan, machine
 from shared.settings import Settings
 
 
@@ -51,7 +51,7 @@ async def run_bench(settings: Settings, scenarios: list[str], plan: Plan, json_p
             report.section(name)
             began = time.monotonic()
             try:
-                await SCENARIOS[name](context)
+                await {**SCENARIOS, **OPT_IN}[name](context)
             except BenchFailure as error:
                 report.fail(name, str(error))
             except Exception as error:

@@ -6,6 +6,7 @@
 - scale: zero latency at growing sizes: wall, messages/s and every process's peak memory.
 - fairness: small sites' times beside a big site's run, with and without the batch window.
 - provider: the offline provider's own speed (articles and images per second, one process).
+- peer (only when named): the overhead workload through this pipeline and a Celery peer, interleaved.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import statistics
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -48,17 +50,22 @@ class Plan:
     max_rss_mb: float = 150.0
     max_growth: float = 0.10
     replicas: int = 1  # consumer processes per batch stage in overhead and scale
+    peer_rounds: int = 3  # interleaved rounds of the pipeline and the Celery peer
+    peer_pool: str = "prefork"  # the Celery worker's pool: prefork or threads
+    peer_concurrency: int = 8  # the Celery worker's -c
 
     @classmethod
     def make(cls, quick: bool, concurrency: int, latency_ms: int | None, sizes: list[int] | None,
-             replicas: int = 1) -> Plan:
+             replicas: int = 1, overhead_keywords: int | None = None, **peer: object) -> Plan:
         if not quick:
             return cls(concurrency=concurrency, replicas=replicas, latency_ms=200 if latency_ms is None else latency_ms,
                        fairness_latency_ms=200 if latency_ms is None else latency_ms,
-                       scale_sizes=tuple(sizes or cls.scale_sizes))
+                       scale_sizes=tuple(sizes or cls.scale_sizes),
+                       overhead_keywords=overhead_keywords or cls.overhead_keywords, **peer)  # type: ignore[arg-type]
         latency = 50 if latency_ms is None else latency_ms
         return cls(quick=True, concurrency=concurrency, replicas=replicas, latency_ms=latency, efficiency_keywords=24,
-                   overhead_keywords=50, scale_sizes=tuple(sizes or (50, 100)), fairness_big=64,
+                   **peer,  # type: ignore[arg-type]
+                   overhead_keywords=overhead_keywords or 50, scale_sizes=tuple(sizes or (50, 100)), fairness_big=64,
                    fairness_small=16, fairness_sites=2, fairness_windows=(2, 0), fairness_latency_ms=latency,
                    fairness_warmup=False, provider_items=5)
 
@@ -150,9 +157,14 @@ async def overhead(ctx: Context) -> None:
     report.say(f"{run.keywords:,} keywords at zero latency, concurrency {plan.concurrency}, "
                f"{plan.replicas} process(es) per stage: {run.batches:,} batch messages in {run.wall:.1f}s = "
                f"{run.messages_per_second:,.0f} batch messages/s end to end")
+    total, consumers, postgres = run.cpu_per_batch_ms()
+    report.say(f"CPU per batch: {total:.1f} ms ({consumers:.1f} in the consumer processes + {postgres:.1f} in the "
+               f"database's PostgreSQL backends, from /proc)")
     report.record("overhead", {"keywords": run.keywords, "concurrency": plan.concurrency,
                                "replicas": plan.replicas, "batches": run.batches,
-                               "wall_s": run.wall, "messages_per_second": run.messages_per_second})
+                               "wall_s": run.wall, "messages_per_second": run.messages_per_second,
+                               "cpu_ms_per_batch": total, "cpu_ms_per_batch_consumers": consumers,
+                               "cpu_ms_per_batch_postgres": postgres})
     report.goal("overhead", f"batch messages/s ({run.keywords:,} kw, 0 ms)", run.messages_per_second, ">=", 1000)
 
 
@@ -226,10 +238,56 @@ async def provider(ctx: Context) -> None:
     ctx.report.record("provider", {**speed, "width": width, "height": height})
 
 
+async def peer(ctx: Context) -> None:
+    """The pipeline beside a Celery peer (`bench.peer`) on the overhead workload, interleaved rounds."""
+    from bench.peer import INSTALL_HINT, Spread, celery_missing, compare
+
+    plan, report = ctx.plan, ctx.report
+    if celery_missing():
+        report.fail("peer", INSTALL_HINT)
+        return
+    report.say(f"{plan.overhead_keywords:,} keywords at zero latency, {plan.peer_rounds} interleaved rounds; pipeline: "
+               f"concurrency {plan.concurrency}, {plan.replicas} process(es) per stage; Celery peer: one worker "
+               f"-P {plan.peer_pool} -c {plan.peer_concurrency}, a chord per stage, Redis result backend")
+    runs = await compare(ctx.settings, plan.overhead_keywords, plan.peer_rounds, plan.concurrency, plan.replicas,
+                         plan.peer_pool, plan.peer_concurrency, report.say)
+    rows, figures = [], {}
+    for system, results in runs.items():
+        speed = Spread.of([r.per_second for r in results])
+        cpu = [r.cpu_ms for r in results]
+        total, workers, postgres = (Spread.of([c[i] for c in cpu]) for i in range(3))
+        rows.append((system, f"{results[0].batches:,}", speed.text(), total.text(1), workers.text(1),
+                     postgres.text(1)))
+        figures[system] = {"batches": [r.batches for r in results], "per_second": [r.per_second for r in results],
+                           "wall_s": [r.wall for r in results], "cpu_ms_per_batch": [c[0] for c in cpu],
+                           "cpu_ms_workers": [c[1] for c in cpu], "cpu_ms_postgres": [c[2] for c in cpu],
+                           "counts": results[0].counts}
+    report.say(table(("system", "batches", "batches/s median (range)", "CPU ms/batch", "workers", "PostgreSQL"),
+                     rows))
+    ours, celery = runs["pipeline"], runs["celery"]
+    speed_ratio = statistics.median(r.per_second for r in ours) / statistics.median(r.per_second for r in celery)
+    cpu_ratio = statistics.median(r.cpu_ms[0] for r in ours) / statistics.median(r.cpu_ms[0] for r in celery)
+    report.say(f"pipeline / Celery (medians, this run only): batches/s {speed_ratio:.2f}x, CPU per batch "
+               f"{cpu_ratio:.2f}x")
+    report.record("peer", {"keywords": plan.overhead_keywords, "rounds": plan.peer_rounds,
+                           "concurrency": plan.concurrency, "replicas": plan.replicas, "peer_pool": plan.peer_pool,
+                           "peer_concurrency": plan.peer_concurrency, "systems": figures,
+                           "speed_ratio": speed_ratio, "cpu_ratio": cpu_ratio})
+    report.goal("peer", "batches/s, pipeline / Celery peer", speed_ratio, ">=", 2.0, "x")
+    report.goal("peer", "CPU per batch, pipeline (ms)", statistics.median(r.cpu_ms[0] for r in ours), "<=", 5.0,
+                " ms")
+    mismatched = [name for name in COUNTED if ours[0].counts[name] != celery[0].counts[name]]
+    if mismatched:
+        report.fail("peer", "outputs differ: " + ", ".join(
+            f"{n} {ours[0].counts[n]} vs {celery[0].counts[n]}" for n in mismatched))
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "efficiency": efficiency, "seed-design": seed_design, "overhead": overhead, "scale": scale,
     "fairness": fairness, "provider": provider,
 }
+# Run only when named (`-s peer`): they need the `bench` extra.
+OPT_IN: dict[str, Callable[[Context], Awaitable[None]]] = {"peer": peer}
 
 
 def machine() -> dict[str, object]:
