@@ -206,8 +206,8 @@ class WordPressClient:
         try:
             created = int((await self._request("POST", f"wp/v2/{taxonomy}", json={"name": plain}))["id"])
         except WordPressError as exc:
-            if exc.code == "term_exists" and "term_id" in exc.data:
-                return int(exc.data["term_id"])
+            if exc.code == "term_exists" and "term_id" in exc.data:  # the oldest, as the creators below keep
+                return min(await self._terms_named(taxonomy, plain) or [int(exc.data["term_id"])])
             raise
         # WordPress's own check before inserting is not atomic: two creators at once can both succeed. Every
         # creator then keeps the oldest term of the name and removes its own if it is not that one.

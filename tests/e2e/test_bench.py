@@ -16,6 +16,7 @@ import pytest
 
 from automation.supervisor import settings_env
 from bench.scenarios import SCENARIOS
+from consumers.app import PROCESSES
 from shared.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +67,7 @@ def test_quick_bench_runs_every_scenario(settings: Settings, tmp_path: Path) -> 
     assert [run["keywords"] for run in runs] == [50, 100]
     for run in runs:
         assert run["wall_s"] > 0 and run["batches"] > 0
-        assert set(run["peak_rss_mb"]) == {"control", *(f"stage{n}" for n in range(1, 8))}
+        assert set(run["peak_rss_mb"]) == set(PROCESSES)  # every consumer process, publish and notify too
         assert all(0 < mb < 2048 for mb in run["peak_rss_mb"].values())
     assert runs[1]["batches"] > runs[0]["batches"]
     assert set(figures["scale"]["growth"]["per_process"]) == set(runs[0]["peak_rss_mb"])
