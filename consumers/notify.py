@@ -28,10 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from sqlalchemy import func, or_, select, text, update
@@ -40,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import Deps
 from shared.credits import estimate_for_site
+from shared.db import advisory_locked
 from shared.events import (
     DeliverNotification,
     PublicationChanged,
@@ -295,21 +295,10 @@ async def check_credits_forever(deps: Deps) -> None:
 # --- delivering ---------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def delivery_lock(deps: Deps, delivery_id: int) -> AsyncIterator[Sessions | None]:
-    """Takes the delivery (see the module's docstring); yields sessions on the lock's connection, or None
-    when another consumer holds it."""
-    engine = deps.sessions.kw["bind"]
-    async with engine.connect() as connection:
-        key = LOCK_NAMESPACE | delivery_id
-        held = bool(await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
-        await connection.commit()
-        try:
-            yield partial(deps.sessions, bind=connection) if held else None
-        finally:
-            if held:
-                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                await connection.commit()
+def delivery_lock(deps: Deps, delivery_id: int) -> AbstractAsyncContextManager[Sessions | None]:
+    """Takes it (see the module's docstring): sessions on the lock's connection, or None when another
+    consumer holds it."""
+    return advisory_locked(deps.sessions, LOCK_NAMESPACE | delivery_id)
 
 
 async def deliver_one(deps: Deps, command: DeliverNotification, send: Sender = deliver) -> Attempt | None:

@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import Deps
 from shared.article_html import PlacedImage, featured_image, place_images
+from shared.db import advisory_locked
 from shared.events import PublicationChanged, PublishContent
 from shared.media import image_path
 from shared.messaging import PoisonMessage
@@ -82,21 +82,10 @@ def _client(site: WordPressSite, timeout: float) -> WordPressClient:
 Sessions = Callable[[], AsyncSession]
 
 
-@asynccontextmanager
-async def publication_lock(deps: Deps, publication_id: int) -> AsyncIterator[Sessions | None]:
-    """Takes the publication (see the module's docstring); yields sessions on the lock's connection,
-    or None when another consumer holds it."""
-    engine = deps.sessions.kw["bind"]
-    async with engine.connect() as connection:
-        key = LOCK_NAMESPACE | publication_id
-        held = bool(await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
-        await connection.commit()
-        try:
-            yield partial(deps.sessions, bind=connection) if held else None
-        finally:
-            if held:
-                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                await connection.commit()
+def publication_lock(deps: Deps, publication_id: int) -> AbstractAsyncContextManager[Sessions | None]:
+    """Takes it (see the module's docstring): sessions on the lock's connection, or None when another
+    consumer holds it."""
+    return advisory_locked(deps.sessions, LOCK_NAMESPACE | publication_id)
 
 
 async def publish(deps: Deps, command: PublishContent, client: ClientFactory = _client) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -117,3 +118,22 @@ def upgrade_schema(database_url: str, revision: str = "head") -> None:
 
     asyncio.run(create_database_if_missing(database_url))
     command.upgrade(alembic_config(database_url), revision)
+
+
+@contextlib.asynccontextmanager
+async def advisory_locked(sessions: async_sessionmaker[AsyncSession], key: int
+                          ) -> AsyncIterator[Callable[[], AsyncSession] | None]:
+    """Hold PostgreSQL's session-level advisory lock `key` on a connection of its own for the block;
+    yields sessions bound to that connection (all the holder's database work goes through it, so a
+    holder never waits for a second pooled connection), or None when another session holds the lock.
+    A holder killed mid-way loses its connection, and the lock with it, at once."""
+    engine = sessions.kw["bind"]
+    async with engine.connect() as connection:
+        held = bool(await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}))
+        await connection.commit()
+        try:
+            yield partial(sessions, bind=connection) if held else None
+        finally:
+            if held:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                await connection.commit()
