@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from ai.base import ClusterIn, IdeaOut, InvalidAIOutput, OutlineSection
 from ai.intents import intents
-from ai.local_plan import build_plan, choose_title, content_type_for, describe
+from ai.local_plan import build_plan, content_type_for
 from ai.local_templates import content_types
 from ai.local_text import seeded
+from ai.local_titles import choose_title, describe
 
 CONTENT_TYPES: tuple[str, ...] = tuple(content_types())  # read (and checked) when the provider is imported
 

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ai.local_case import cased, title_case
-from ai.local_checks import title_problems
 from ai.local_keywords import KIND_TYPES, Shape, analyse, normalise, split_qualifier
 from ai.local_templates import ContentType, SectionRow, content_types, keyword_lists
 from ai.local_text import capitalise, fill, join_phrases, plural, seeded, slots_of
@@ -288,13 +287,14 @@ def _yours(phrase: str) -> str:
     return " ".join(core) if qualifier else phrase
 
 
-def _usable(template: str, slots: dict[str, str]) -> bool:
+def fillable(template: str, slots: dict[str, str]) -> bool:
+    """Whether every slot the template names has a value."""
     return all(name in slots for name in slots_of(template))
 
 
 def _heading(templates: tuple[str, ...], rng: random.Random, slots: dict[str, str]) -> str | None:
     """One of `templates` that `slots` can fill, filled (a question mark already ends a phrase: "?:" -> "?")."""
-    usable = [t for t in templates if _usable(t, slots)]
+    usable = [t for t in templates if fillable(t, slots)]
     if not usable:
         return None
     return tidy(fill(rng.choice(usable), rng, slots))
@@ -464,7 +464,7 @@ def _items(row: SectionRow, rng: random.Random, shape: Shape, picker: _Picker, s
                             categories=frozenset({"general", "living", "food", "money", "place"}))
         names = [heading_for(picker.shapes[k]) for k in taken]
         subjects = [_shorten(subject_phrase(picker.shapes[k]), shape) for k in taken]
-        fillers = [t for t in row.headings if _usable(t, slots)]
+        fillers = [t for t in row.headings if fillable(t, slots)]
         for template in seeded(slots["k"], "fillers").sample(fillers, k=len(fillers)):
             if len(names) >= low:
                 break
@@ -489,49 +489,3 @@ def _items(row: SectionRow, rng: random.Random, shape: Shape, picker: _Picker, s
         add_section(Section("item", heading_for(related),
                             subject=_shorten(subject_phrase(related), shape)))
     return variant
-
-
-def choose_title(plan: Plan, taken: set[str], rng: random.Random) -> str | None:
-    """The first of the variant's title templates (from a seeded start) that can be filled, reads well
-    (`title_problems`) and is not taken."""
-    spec = content_types()[plan.kind]
-    templates = list(spec.titles[plan.variant])
-    start = rng.randrange(len(templates))
-    year = int(plan.slots["y"]) if "y" in plan.slots else None
-    fallback = None
-    for template in templates[start:] + templates[:start]:
-        if not _usable(template, plan.slots) or (re.search(r"\b(?:to|of|for|with|on) \{K\}", template)
-                                                   and not _reads_after_preposition(plan.shape)):
-            continue
-        title = tidy(fill(template, rng, plan.slots))
-        if title.casefold() in taken:
-            continue
-        if title_problems(title, plan.shape.keyword, year):
-            fallback = fallback or title
-            continue
-        return title
-    return fallback
-
-
-def _reads_after_preposition(shape: Shape) -> bool:
-    """Whether the keyword reads as is after "a guide to": a plural, mass or -ing head, no intent word
-    ("explained", "review") and no singular thing that would need an article."""
-    lists = keyword_lists()
-    words = shape.keyword.split()
-    if set(words) & (lists.intent_fillers | lists.review_words | lists.cost_words | {"sample", "template"}):
-        return False
-    head = shape.head
-    if shape.qualifier or len(words) > 4:
-        return False  # "a beginner's guide to stretch and folds every 30 minutes"
-    return plural(head) == head or head.endswith("ing")
-
-
-def describe(plan: Plan, rng: random.Random) -> str:
-    """The idea's description (the article's meta description), sentence-cased."""
-    spec = content_types()[plan.kind]
-    lower = {k: v for k, v in plan.slots.items() if k == k.lower()}
-    usable = [t for t in spec.description if _usable(t, lower)] or ["A practical guide to {s}."]
-    naming = [t for t in usable if slots_of(t) & {"k", "act", "r"}]  # the meta description names the keyword
-    usable = naming or usable
-    text = fill(rng.choice(usable), rng, lower)
-    return tidy(text[:1].upper() + text[1:])

@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shared.events import PauseRun, ProcessBatch, RequestStage, ResumeRun, StageCompleted, StartRun
+from shared.events import (
+    DeliverNotification,
+    Message,
+    PauseRun,
+    ProcessBatch,
+    PublicationChanged,
+    PublishContent,
+    RequestStage,
+    ResumeRun,
+    RunRejected,
+    RunStateChanged,
+    StageCompleted,
+    StartRun,
+)
 from shared.topology import Topology
 
 DEEP = 100_000  # nesting far beyond Python's recursion limit
@@ -29,18 +43,29 @@ class Hostile:
 
 
 def valid_payload(routing_key: str, run_id: str, site_id: int) -> dict[str, Any]:
-    """A schema-valid message for `routing_key` (the base the malformed ones damage)."""
-    commands = {"run.start": StartRun(site_id=site_id), "run.pause": PauseRun(run_id=run_id),
-                "run.resume": ResumeRun(run_id=run_id)}
-    if routing_key in commands:
-        return commands[routing_key].model_dump(mode="json")
-    _, number, verb = routing_key.split(".")
-    stage = int(number)
-    if verb == "requested":
-        return RequestStage.for_stage(run_id, stage).model_dump(mode="json")
-    if verb == "completed":
-        return StageCompleted.for_stage(run_id, stage, {}).model_dump(mode="json")
-    return ProcessBatch.for_stage(run_id, stage, 1).model_dump(mode="json")
+    """A schema-valid message for `routing_key` (the base the malformed ones damage): a stage command or
+    fact, a control command, or what the publish and notify consumers read."""
+    if routing_key.startswith("stage."):
+        _, number, verb = routing_key.split(".")
+        stage = int(number)
+        if verb == "requested":
+            return RequestStage.for_stage(run_id, stage).model_dump(mode="json")
+        if verb == "completed":
+            return StageCompleted.for_stage(run_id, stage, {}).model_dump(mode="json")
+        return ProcessBatch.for_stage(run_id, stage, 1).model_dump(mode="json")
+    messages: dict[str, Message] = {
+        "run.start": StartRun(site_id=site_id), "run.pause": PauseRun(run_id=run_id),
+        "run.resume": ResumeRun(run_id=run_id),
+        "run.rejected": RunRejected(site_id=site_id, reason="hostile bench"),
+        "content.publish": PublishContent(publication_id=1, content_id=1, revision=1),
+        "content.publish_failed": PublicationChanged(type="content.publish_failed", publication_id=1, content_id=1,
+                                                     site_id=site_id, target_id=1, error="hostile bench"),
+        "notify.deliver": DeliverNotification(delivery_id=1, channel_id=1, notification_event_id=uuid.uuid4()),
+    }
+    for state in ("completed", "failed", "paused"):
+        messages[f"run.{state}"] = RunStateChanged(type=f"run.{state}", run_id=run_id, site_id=site_id,
+                                                   status=state)
+    return messages[routing_key].model_dump(mode="json")
 
 
 def _json(value: Any) -> bytes:
