@@ -172,6 +172,13 @@ async def test_hostile_messages_are_dead_lettered_once_each_and_touch_no_run(hos
         ("stage.4.batch", json.dumps({"type": "stage.5.batch", "run_id": run_id, "batch_id": 1}).encode(),
          "does not belong to stage 4"),
         ("stage.3.requested", deep, "RecursionError"),
+        # the publish and notify consumers read from the same exchange and owe the same answer
+        ("content.publish", json.dumps({"type": "content.publish", "publication_id": 2**63, "content_id": 1,
+                                        "revision": 1}).encode(), "less than or equal"),
+        ("notify.deliver", b'{"type": "notify.deliver", "delivery_id": ', "JSONDecodeError"),
+        ("run.completed", json.dumps({"type": "run.completed", "run_id": run_id, "site_id": site.id,
+                                      "status": "completed", "padding": "x" * 1_000_000}).encode(),
+         "Extra inputs are not permitted"),
     ]
     messages = [(f"hostile-{uuid.uuid4().hex}", key, body) for _ in range(5) for key, body, _ in kinds]
     expected = {mid: reason for (mid, _, _), (_, _, reason) in zip(messages, kinds * 5, strict=True)}
