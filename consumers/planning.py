@@ -186,6 +186,9 @@ async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: S
                 session, ref, stage, f"re-requested: {len(open_ids)} open batches emitted again, "
                                      f"{topped_up} more queued")
         else:
+            prepare = getattr(work, "before_planning", None)  # stage 2: stage 1's clusters consolidated
+            if prepare is not None:
+                await prepare(deps, session, run, ref)
             if stage > 1 and await pause_if_unaffordable(deps, session, run, site, stage):
                 return
             config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site.id))

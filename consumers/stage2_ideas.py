@@ -36,7 +36,8 @@ from ai.functions import GenerateIdeas
 from ai.intents import intent_key
 from consumers.deps import BatchContext, Deps, Written
 from consumers.relevance import closest, significant_words
-from shared.automation_logger import AutomationLogger
+from consumers.stage1_consolidation import consolidate_run
+from shared.automation_logger import AutomationLogger, RunRef
 from shared.catalogue import BY_NUMBER
 from shared.models import ACTIVE_RUN_STATUSES, AutomationRun, Cluster, ContentIdea, Keyword
 from shared.seed_queries import eligible_clusters
@@ -76,6 +77,11 @@ class IdeasOutput:
 class IdeasStage:
     stage = BY_NUMBER[2]
     sequential = False
+
+    async def before_planning(self, deps: Deps, session: AsyncSession, run: AutomationRun, ref: RunRef) -> None:
+        """Stage 1's clusters are drawn again over the whole run before their ideas are planned, in the
+        planning transaction (`consumers.stage1_consolidation`)."""
+        await consolidate_run(deps, session, run, ref)
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> IdeasInput | None:
         # a cluster's keywords from before its latest idea were shown when its ideas were made, and got an
