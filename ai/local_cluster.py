@@ -25,6 +25,7 @@ linkage 0.83 / 0.81, normalised 0.87 / 0.91.
 from __future__ import annotations
 
 import re
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,8 +108,8 @@ def _char_grams(doc: str) -> list[str]:
 class SparseRows:
     """A sparse matrix as coordinates, entries grouped by row: what the TF-IDF vectors need, without SciPy."""
 
-    rows: np.ndarray  # intp, non-decreasing
-    cols: np.ndarray  # intp
+    rows: np.ndarray  # int64, non-decreasing
+    cols: np.ndarray  # int64
     vals: np.ndarray  # float64
     shape: tuple[int, int]
 
@@ -135,15 +136,26 @@ def _tfidf(docs: list[str], analyze: Callable[[str], list[str]]) -> SparseRows:
     computed with numpy alone: importing scikit-learn and SciPy cost the stage 1 process about 80 MB of
     RSS, more than half of its memory goal, for two sparse matrices.
     """
-    counts = [Counter(analyze(doc.lower())) for doc in docs]
-    vocabulary = {term: index for index, term in enumerate(sorted(set().union(*counts)))}
-    entries = sum(len(c) for c in counts)
-    rows = np.repeat(np.arange(len(docs)), [len(c) for c in counts])
-    cols = np.fromiter((vocabulary[t] for c in counts for t in c), dtype=np.intp, count=entries)
-    tf = np.fromiter((n for c in counts for n in c.values()), dtype=np.float64, count=entries)
-    idf = np.log((len(docs) + 1) / (np.bincount(cols, minlength=len(vocabulary)) + 1.0)) + 1
+    vocabulary: dict[str, int] = {}  # term -> its number in order of appearance
+    found = array("q")  # each doc's terms' numbers, doc after doc: no Python object per term
+    lengths = []
+    for doc in docs:
+        grams = analyze(doc.lower())
+        found.extend(vocabulary.setdefault(gram, len(vocabulary)) for gram in grams)
+        lengths.append(len(grams))
+    size = len(vocabulary)
+    sorted_number = np.empty(size, dtype=np.int64)  # scikit-learn's columns are the terms in sorted order
+    sorted_number[np.fromiter((vocabulary[t] for t in sorted(vocabulary)), dtype=np.int64, count=size)] = (
+        np.arange(size))
+    keys = (np.repeat(np.arange(len(docs), dtype=np.int64), lengths) * size
+            + sorted_number[np.frombuffer(found, dtype=np.int64)])
+    del found, vocabulary
+    unique, counts = np.unique(keys, return_counts=True)
+    rows, cols = unique // size, unique % size
+    tf = counts.astype(np.float64)
+    idf = np.log((len(docs) + 1) / (np.bincount(cols, minlength=size) + 1.0)) + 1
     vals = (np.log(tf) + 1) * idf[cols] * (1.0 / np.sqrt(idf))[cols]
-    return SparseRows(rows, cols, _unit_rows(rows, vals, len(docs)), (len(docs), len(vocabulary)))
+    return SparseRows(rows, cols, _unit_rows(rows, vals, len(docs)), (len(docs), size))
 
 
 def embed(texts: list[str]) -> SparseRows:
@@ -344,6 +356,9 @@ def cluster(keywords: list[KeywordIn], existing: list[ExistingCluster], threshol
     by words alone at `threshold` otherwise."""
     if not keywords:
         return []
+    from ai.embeddings import keep_large_allocations_mapped
+
+    keep_large_allocations_mapped()  # the batch's arrays go back to the OS when freed, model or not
     texts = [k.text for k in keywords]
     members = [text for c in existing for text in (c.keywords or (c.name,))]
     semantic = semantic_available()
