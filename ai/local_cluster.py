@@ -188,17 +188,19 @@ def _node_sums(vectors: SparseRows, batch: int, existing: list[ExistingCluster])
                       np.bincount(inverse, weights=vectors.vals), (nodes, vectors.shape[1]))
 
 
-def _sparse_gram(sums: SparseRows) -> np.ndarray:
-    """sums @ sums.T as a dense (nodes x nodes) array, a row at a time: never a dense nodes x features copy."""
-    nodes = sums.shape[0]
+def _sparse_gram(sums: SparseRows, width: int = 2048) -> np.ndarray:
+    """sums @ sums.T as a dense (nodes x nodes) array, summed over blocks of `width` features: a dense
+    nodes x width block at a time (3.6 MB for 220 nodes), never a dense nodes x features copy."""
+    nodes, features = sums.shape
     gram = np.zeros((nodes, nodes))
-    starts = np.searchsorted(sums.rows, np.arange(nodes + 1))
-    row = np.zeros(sums.shape[1])
-    for node in range(nodes):
-        cols = sums.cols[starts[node]:starts[node + 1]]
-        row[cols] = sums.vals[starts[node]:starts[node + 1]]
-        gram[node] = np.bincount(sums.rows, weights=sums.vals * row[sums.cols], minlength=nodes)
-        row[cols] = 0.0
+    order = np.argsort(sums.cols, kind="stable")
+    rows, cols, vals = sums.rows[order], sums.cols[order], sums.vals[order]
+    bounds = np.searchsorted(cols, np.arange(0, features + width, width))
+    block = np.empty((nodes, width))
+    for start, end in pairwise(bounds.tolist()):
+        block.fill(0.0)
+        block[rows[start:end], cols[start:end] % width] = vals[start:end]
+        gram += block @ block.T
     return gram
 
 
