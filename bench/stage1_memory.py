@@ -93,7 +93,8 @@ def main() -> None:
     existing, batches = loaded
     step("TF-IDF first use (sklearn/scipy if used)", lambda: local_cluster.embed(["solar panel cost", "solar"]))
     step("model load", lambda: embedder().available())
-    step(f"embed {len(batches[0])} keywords", lambda: embedder().embed([k.text for k in batches[0]]))
+    if embedder().available():  # AUTOMATION_EMBEDDINGS=off measures the words-only clusterer
+        step(f"embed {len(batches[0])} keywords", lambda: embedder().embed([k.text for k in batches[0]]))
     def clustering(batch: list[KeywordIn]) -> Callable[[], list[ClusterOut]]:
         return lambda: local_cluster.cluster(batch, existing, local_cluster.DEFAULT_DISTANCE_THRESHOLD)
 
