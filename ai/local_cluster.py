@@ -25,20 +25,17 @@ linkage 0.83 / 0.81, normalised 0.87 / 0.91.
 from __future__ import annotations
 
 import re
+from array import array
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
 from ai.base import ClusterOut, ExistingCluster, KeywordIn
 from ai.local_case import cased as fixed_case
 from ai.local_case import title_case
-
-if TYPE_CHECKING:
-    from scipy.sparse import csr_matrix
-
-# SciPy and scikit-learn are imported where they are used: importing them costs about 2 s of CPU
-# and 30 MB, and only the stage 1 process clusters (every process builds the provider at start).
 
 # Function words plus search-intent modifiers: they say how people search, not what about,
 # so two keywords sharing only "best ... for beginners" must not look alike.
@@ -84,49 +81,127 @@ def content_text(text: str) -> str:
     return " ".join(stem(t) for t in tokens(text) if t not in STOP_WORDS)
 
 
-def _tfidf(docs: list[str], **options: object) -> csr_matrix:
+_WHITE_SPACES = re.compile(r"\s\s+")
+_WORD_PATTERN = re.compile(r"\S+")
+
+
+def _word_grams(doc: str) -> list[str]:
+    """Word 1- and 2-grams: scikit-learn's analyzer="word", ngram_range=(1, 2), token_pattern=r"\\S+"."""
+    words = _WORD_PATTERN.findall(doc)
+    return words + [f"{a} {b}" for a, b in pairwise(words)]
+
+
+def _char_grams(doc: str) -> list[str]:
+    """Character 3-5-grams inside space-padded words: scikit-learn's analyzer="char_wb", ngram_range=(3, 5)
+    (a word shorter than n counts once, as itself)."""
+    grams: list[str] = []
+    for word in _WHITE_SPACES.sub(" ", doc).split():
+        padded = f" {word} "
+        for n in range(3, 6):
+            grams += [padded[i:i + n] for i in range(max(1, len(padded) - n + 1))]
+            if len(padded) <= n:
+                break
+    return grams
+
+
+@dataclass(frozen=True)
+class SparseRows:
+    """A sparse matrix as coordinates, entries grouped by row: what the TF-IDF vectors need, without SciPy."""
+
+    rows: np.ndarray  # int64, non-decreasing
+    cols: np.ndarray  # int64
+    vals: np.ndarray  # float64
+    shape: tuple[int, int]
+
+    def toarray(self) -> np.ndarray:
+        dense = np.zeros(self.shape)
+        dense[self.rows, self.cols] = self.vals
+        return dense
+
+
+def _unit_rows(rows: np.ndarray, vals: np.ndarray, count: int) -> np.ndarray:
+    norms = np.sqrt(np.bincount(rows, weights=vals * vals, minlength=count))
+    norms[norms == 0] = 1.0
+    return vals / norms[rows]  # type: ignore[no-any-return]
+
+
+def _tfidf(docs: list[str], analyze: Callable[[str], list[str]]) -> SparseRows:
     """Row-normalised TF-IDF with square-root IDF.
 
     Full IDF punishes exactly the head terms a topic's keywords share ("solar", "guitar"),
     because they are frequent; the square root still discounts filler without drowning them.
+
+    The numbers of scikit-learn's TfidfVectorizer(sublinear_tf=True, norm=None) (smooth IDF, columns in
+    the vocabulary's sorted order), then each value times 1/sqrt(idf) and the rows scaled to unit length,
+    computed with numpy alone: importing scikit-learn and SciPy cost the stage 1 process about 80 MB of
+    RSS, more than half of its memory goal, for two sparse matrices.
     """
-    from scipy.sparse import csr_matrix
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.preprocessing import normalize
+    vocabulary: dict[str, int] = {}  # term -> its number in order of appearance
+    found = array("q")  # each doc's terms' numbers, doc after doc: no Python object per term
+    lengths = []
+    for doc in docs:
+        grams = analyze(doc.lower())
+        found.extend(vocabulary.setdefault(gram, len(vocabulary)) for gram in grams)
+        lengths.append(len(grams))
+    size = len(vocabulary)
+    sorted_number = np.empty(size, dtype=np.int64)  # scikit-learn's columns are the terms in sorted order
+    sorted_number[np.fromiter((vocabulary[t] for t in sorted(vocabulary)), dtype=np.int64, count=size)] = (
+        np.arange(size))
+    keys = (np.repeat(np.arange(len(docs), dtype=np.int64), lengths) * size
+            + sorted_number[np.frombuffer(found, dtype=np.int64)])
+    del found, vocabulary
+    unique, counts = np.unique(keys, return_counts=True)
+    rows, cols = unique // size, unique % size
+    tf = counts.astype(np.float64)
+    idf = np.log((len(docs) + 1) / (np.bincount(cols, minlength=size) + 1.0)) + 1
+    vals = (np.log(tf) + 1) * idf[cols] * (1.0 / np.sqrt(idf))[cols]
+    return SparseRows(rows, cols, _unit_rows(rows, vals, len(docs)), (len(docs), size))
 
-    vectorizer = TfidfVectorizer(sublinear_tf=True, norm=None, **options)
-    counts = vectorizer.fit_transform(docs)
-    return normalize(csr_matrix(counts.multiply(1.0 / np.sqrt(vectorizer.idf_))))
 
-
-def embed(texts: list[str]) -> csr_matrix:
+def embed(texts: list[str]) -> SparseRows:
     """Unit rows over word 1-2-grams and character 3-5-grams of the keywords' topical words.
 
     Fitted on the call's own corpus (the batch plus the existing clusters' members), so the
     IDF reflects the site's vocabulary and improves as clusters accumulate.
     """
-    from scipy.sparse import hstack
-    from sklearn.preprocessing import normalize
-
     docs = [content_text(t) or t.lower().strip() or "_" for t in texts]
-    word = _tfidf(docs, analyzer="word", ngram_range=(1, 2), token_pattern=r"\S+")
-    char = _tfidf(docs, analyzer="char_wb", ngram_range=(3, 5))
-    return normalize(hstack([word * np.sqrt(_WORD_WEIGHT), char * np.sqrt(1 - _WORD_WEIGHT)]).tocsr())
+    word, char = _tfidf(docs, _word_grams), _tfidf(docs, _char_grams)
+    order = np.argsort(np.concatenate([word.rows, char.rows]), kind="stable")  # by row, words first
+    rows = np.concatenate([word.rows, char.rows])[order]
+    cols = np.concatenate([word.cols, char.cols + word.shape[1]])[order]
+    vals = np.concatenate([word.vals * np.sqrt(_WORD_WEIGHT), char.vals * np.sqrt(1 - _WORD_WEIGHT)])[order]
+    return SparseRows(rows, cols, _unit_rows(rows, vals, len(docs)), (len(docs), word.shape[1] + char.shape[1]))
 
 
-def _node_sums(vectors: csr_matrix, batch: int, existing: list[ExistingCluster]) -> csr_matrix:
+def _node_of(batch: int, existing: list[ExistingCluster]) -> np.ndarray:
+    """The starting node of each text: each batch keyword its own, then each site cluster's members theirs."""
+    sizes = [max(1, len(c.keywords)) for c in existing]
+    return np.concatenate([np.arange(batch), np.repeat(np.arange(batch, batch + len(existing)), sizes)])
+
+
+def _node_sums(vectors: SparseRows, batch: int, existing: list[ExistingCluster]) -> SparseRows:
     """One row per starting node: each batch keyword, then each site cluster's summed members."""
-    from scipy.sparse import csr_matrix, vstack
+    nodes = batch + len(existing)
+    keys = _node_of(batch, existing)[vectors.rows] * vectors.shape[1] + vectors.cols
+    unique, inverse = np.unique(keys, return_inverse=True)
+    return SparseRows(unique // vectors.shape[1], unique % vectors.shape[1],
+                      np.bincount(inverse, weights=vectors.vals), (nodes, vectors.shape[1]))
 
-    rows, cols = [], []
-    start = batch
-    for node, site_cluster in enumerate(existing):
-        size = max(1, len(site_cluster.keywords))
-        rows += [node] * size
-        cols += list(range(start, start + size))
-        start += size
-    membership = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(existing), vectors.shape[0]))
-    return vstack([vectors[:batch], membership @ vectors]).tocsr()
+
+def _sparse_gram(sums: SparseRows, width: int = 2048) -> np.ndarray:
+    """sums @ sums.T as a dense (nodes x nodes) array, summed over blocks of `width` features: a dense
+    nodes x width block at a time (3.6 MB for 220 nodes), never a dense nodes x features copy."""
+    nodes, features = sums.shape
+    gram = np.zeros((nodes, nodes))
+    order = np.argsort(sums.cols, kind="stable")
+    rows, cols, vals = sums.rows[order], sums.cols[order], sums.vals[order]
+    bounds = np.searchsorted(cols, np.arange(0, features + width, width))
+    block = np.empty((nodes, width))
+    for start, end in pairwise(bounds.tolist()):
+        block.fill(0.0)
+        block[rows[start:end], cols[start:end] % width] = vals[start:end]
+        gram += block @ block.T
+    return gram
 
 
 def _agglomerate(gram: np.ndarray, n_existing: int, threshold: float,
@@ -258,17 +333,15 @@ def _describe(name: str, texts: list[str]) -> str:
 def _gram(texts: list[str], keywords: int, existing: list[ExistingCluster], semantic: bool) -> np.ndarray:
     """The Gram matrix of the starting nodes' summed vectors: what the words say (TF-IDF) and, with
     `semantic`, what they mean (sentence embeddings), weighted SEMANTIC_WEIGHT."""
-    vectors = embed(texts)
-    sums = _node_sums(vectors, keywords, existing)
-    lexical = (sums @ sums.T).toarray()
+    lexical = _sparse_gram(_node_sums(embed(texts), keywords, existing))
     if not semantic:
-        return lexical  # type: ignore[no-any-return]
-    from scipy.sparse import csr_matrix
-
+        return lexical
     from ai.embeddings import embedder
 
-    meaning = _node_sums(csr_matrix(embedder().embed(texts)), keywords, existing).toarray()
-    return SEMANTIC_WEIGHT * (meaning @ meaning.T) + (1 - SEMANTIC_WEIGHT) * lexical  # type: ignore[no-any-return]
+    vectors = embedder().embed(texts).astype(np.float64)
+    meaning = np.zeros((keywords + len(existing), vectors.shape[1]))
+    np.add.at(meaning, _node_of(keywords, existing), vectors)  # each node's texts, summed in order
+    return SEMANTIC_WEIGHT * (meaning @ meaning.T) + (1 - SEMANTIC_WEIGHT) * lexical
 
 
 def semantic_available() -> bool:
@@ -285,6 +358,9 @@ def cluster(keywords: list[KeywordIn], existing: list[ExistingCluster], threshol
     by words alone at `threshold` otherwise."""
     if not keywords:
         return []
+    from ai.embeddings import keep_large_allocations_mapped
+
+    keep_large_allocations_mapped()  # the batch's arrays go back to the OS when freed, model or not
     texts = [k.text for k in keywords]
     members = [text for c in existing for text in (c.keywords or (c.name,))]
     semantic = semantic_available()
