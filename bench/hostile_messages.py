@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shared.catalogue import LAST_STAGE, STAGE_NUMBERS
 from shared.events import (
     DeliverNotification,
     Message,
@@ -119,11 +120,11 @@ def forged_stage_commands(run_id: str, current_stage: int) -> tuple[list[Hostile
     """
     forged: list[Any] = []
     stale: list[Any] = []
-    for stage in range(1, 8):
+    for stage in STAGE_NUMBERS:
         if stage != current_stage:  # a request for the current stage is what a resume sends
             request = RequestStage.for_stage(run_id, stage)
             (forged if stage > current_stage else stale).append(request)
-        if stage < 7:
+        if stage < LAST_STAGE:
             completion = StageCompleted.for_stage(run_id, stage, {"items_in": 0, "items_out": 0})
             (forged if stage >= current_stage else stale).append(completion)
     as_hostile = [[Hostile("forged" if group is forged else "stale", m.routing_key(),

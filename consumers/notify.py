@@ -33,11 +33,12 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import Deps
+from shared.automation_logger import RESUMED_FROM
 from shared.credits import estimate_for_site
 from shared.db import advisory_locked
 from shared.events import (
@@ -57,6 +58,8 @@ from shared.models import (
     NotificationChannel,
     NotificationDelivery,
     PublishTarget,
+    RunLogLine,
+    RunStage,
     Site,
 )
 from shared.notifications import ContentRef, Counts, Credits, RunInfo, SiteRef
@@ -237,11 +240,44 @@ async def record(session: AsyncSession, body: Body, dedupe_key: str) -> int:
     return queued
 
 
+async def check_fact(session: AsyncSession, event: RunStateChanged | StageCompleted | PublicationChanged) -> None:
+    """A fact is checked against the database before anyone is told of it: a schema-valid but forged
+    `run.completed` naming a running run must not tell a customer the run finished. Completed is for
+    good, so the run must be completed now; a pause or a failure may have been resumed since the event
+    was sent, which the run's log records. A fact the database contradicts is poison (dead-lettered
+    with the reason), and an unknown run tells nobody, as before."""
+    if isinstance(event, PublicationChanged):
+        site_id = await session.scalar(select(Content.site_id).where(Content.id == event.content_id))
+        if site_id is not None and site_id != event.site_id:
+            raise PoisonMessage(f"{event.type}: content {event.content_id} is not of site {event.site_id}")
+        return
+    run = await session.scalar(select(AutomationRun).where(AutomationRun.run_id == event.run_id))
+    if run is None:
+        return
+    if isinstance(event, StageCompleted):
+        stage = await session.get(RunStage, (run.id, event.stage))
+        if stage is None or stage.status != "completed":
+            raise PoisonMessage(f"{event.type} of run {event.run_id}, whose stage {event.stage} is "
+                                f"{stage.status if stage else 'not planned'}: not a fact")
+        return
+    if run.site_id != event.site_id:
+        raise PoisonMessage(f"{event.type}: run {event.run_id} is not of site {event.site_id}")
+    claimed = event.type.removeprefix("run.")
+    if claimed not in ("completed", "failed", "paused") or run.status == claimed:
+        return
+    if claimed in ("paused", "failed") and await session.scalar(select(exists().where(
+            RunLogLine.run_id == run.id, RunLogLine.message.startswith(RESUMED_FROM.format(state=claimed))))):
+        return  # it was, and has been resumed since
+    raise PoisonMessage(f"{event.type} of run {event.run_id}, which is {run.status}: not a fact")
+
+
 async def announce(deps: Deps, event: RunStateChanged | StageCompleted | PublicationChanged | RunRejected) -> int:
     """Turn one event into notifications and their deliveries (one transaction); returns deliveries queued."""
     settings = deps.settings
     queued = 0
     async with deps.sessions() as session, session.begin():
+        if not isinstance(event, RunRejected):
+            await check_fact(session, event)
         made: list[Made | None] = []
         if isinstance(event, RunStateChanged) and event.type in ("run.completed", "run.failed", "run.paused"):
             made.append(await run_notification(session, settings, event))

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from consumers.deps import Deps
 from consumers.planning import lock_run, now
 from shared.accounts import get_or_create_config
-from shared.automation_logger import RunRef
+from shared.automation_logger import RESUMED_FROM, RunRef
 from shared.credits import estimate_for_site
 from shared.events import PauseRun, RequestStage, ResumeRun, RunRejected, RunStateChanged, StartRun
 from shared.models import ACTIVE_RUN_STATUSES, Account, AutomationRun, RunRejection, Site
@@ -129,7 +129,7 @@ async def resume_run(deps: Deps, command: ResumeRun) -> str:
                 run.error_message = None
                 run.last_progress_at = now()
                 deps.logger.run_event(session, RunRef.of(run, site.account_id),
-                                      f"Run resumed ({previous}) at stage {run.current_stage}")
+                                      RESUMED_FROM.format(state=previous) + f" at stage {run.current_stage}")
                 add_events(session, RequestStage.for_stage(run.run_id, run.current_stage),
                            RunStateChanged(type="run.resumed", run_id=run.run_id, site_id=site.id,
                                            status="running"))

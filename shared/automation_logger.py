@@ -19,6 +19,10 @@ from shared.models import AutomationRun, RunLogLine
 _PENDING = "automation_log_pending"
 
 
+# How a resumed run's log line starts; the notify consumer reads it to tell a real pause or failure,
+# resumed since, from a forged one.
+RESUMED_FROM = "Run resumed ({state})"
+
 @dataclass(frozen=True)
 class RunRef:
     """Enough of a run to log about it (and to charge it) without loading the row."""

@@ -14,6 +14,7 @@ from automation.supervisor import ConsumerFleet
 from consumers.deps import Deps
 from producers.client import AutomationClient
 from shared.automation_logger import run_log_dir
+from shared.catalogue import STAGE_NUMBERS
 from shared.events import ProcessBatch, StartRun
 from shared.models import AutomationRun, StageBatch
 from shared.settings import Settings
@@ -98,7 +99,7 @@ async def test_log_files_follow_the_seed_layout(completed_run, e2e_settings: Set
     folder = run_log_dir(e2e_settings.log_dir, site.account_id, site.id, run.run_id)
     main_log = (folder / "automation_run.log").read_text()
     assert f"Run {run.run_id} started" in main_log and "Run completed" in main_log
-    for stage in range(1, 8):
+    for stage in STAGE_NUMBERS:
         text = (folder / f"stage_{stage}.log").read_text()
         assert f"Stage {stage} started" in text
         assert f"Stage {stage} progress" in text

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from automation.supervisor import ConsumerFleet, settings_env
 from consumers.app import PROCESSES
 from producers.client import AutomationClient
+from shared.catalogue import STAGE_NUMBERS
 from shared.models import AutomationRun, CreditLedger, RunStage
 from shared.settings import Settings
 from tests.e2e.conftest import api_server, delete_topology, fleet_with, free_port, wait_for
@@ -132,7 +133,7 @@ async def test_a_run_moves_the_message_batch_ai_and_state_metrics(metered, sessi
             by_status = dict((await session.execute(
                 select(AutomationRun.status, func.count()).group_by(AutomationRun.status))).all())
         matches = all(value(now, "automation_credits_charged_total", stage=str(n)) == charged.get(n, 0)
-                      for n in range(1, 8)) and \
+                      for n in STAGE_NUMBERS) and \
             all(value(now, "automation_runs", status=status) == by_status.get(status, 0)
                 for status in ("running", "paused", "completed", "failed"))
         return now if matches else None

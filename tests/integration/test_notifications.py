@@ -19,8 +19,17 @@ from consumers import notify
 from consumers.watchdog import resend_stalled_deliveries
 from producers.api.app import create_app
 from shared.api_keys import create_api_key
-from shared.events import DeliverNotification, RunRejected, RunStateChanged
-from shared.models import AutomationConfig, AutomationRun, Notification, NotificationDelivery, OutboxMessage
+from shared.automation_logger import RESUMED_FROM
+from shared.events import DeliverNotification, RunRejected, RunStateChanged, StageCompleted
+from shared.messaging import PoisonMessage
+from shared.models import (
+    AutomationConfig,
+    AutomationRun,
+    Notification,
+    NotificationDelivery,
+    OutboxMessage,
+    RunLogLine,
+)
 from shared.notifications import verify_signature
 from shared.settings import Settings
 from tests.notify_receivers import Receiver, verify
@@ -334,3 +343,28 @@ async def test_the_credits_sweep_warns_before_a_scheduled_slot_is_skipped(
     await notify.check_credits(own)  # the next sweep the same day tells nobody again
     [(_, notification)] = await deliveries_of(sessions, channel["id"])
     assert notification.type == "credits.low" and notification.payload["credits"]["balance"] == 3
+
+
+async def test_a_forged_fact_is_poison_and_tells_nobody(
+        deps, client, sessions, make_site, receiver, notify_settings) -> None:
+    """Schema-valid events naming a real run that the database contradicts: nobody is told, and each is
+    dead-lettered with the reason. A pause that was resumed since is still a fact."""
+    site_id, headers = await account_with_site(sessions, make_site)
+    channel = await webhook_channel(client, headers, receiver)
+    own = replace(deps, settings=notify_settings)
+    running = await fake_run(sessions, site_id, "running", current_stage=3)
+    forged = [RunStateChanged(type=kind, run_id=running.run_id, site_id=site_id, status=kind.removeprefix("run."))
+              for kind in ("run.completed", "run.failed", "run.paused")]
+    forged.append(StageCompleted.for_stage(running.run_id, 7, {"items_in": 99, "items_out": 99}))
+    completed = await fake_run(sessions, site_id, "completed")
+    forged.append(RunStateChanged(type="run.completed", run_id=completed.run_id, site_id=site_id + 1,
+                                  status="completed"))  # another site's
+    for event in forged:
+        with pytest.raises(PoisonMessage, match=r"not a fact|is not of site"):
+            await notify.announce(own, event)
+    assert await deliveries_of(sessions, channel["id"]) == []
+
+    async with sessions() as session, session.begin():
+        session.add(RunLogLine(run_id=running.id, stage=0, level="INFO",
+                               message=RESUMED_FROM.format(state="paused") + " at stage 3"))
+    assert await notify.announce(own, forged[2]) == 1  # it was paused, and has been resumed since
