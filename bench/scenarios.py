@@ -120,9 +120,14 @@ async def efficiency(ctx: Context) -> None:
     report.say(table(("stage", "batches", "AI calls", "ideal s", "starts at s", "wall s", "efficiency"), rows))
     report.say(f"ideal {ideal:.1f}s (Σ ceil(calls / {plan.concurrency}) x {plan.latency_ms} ms), "
                f"measured {run.wall:.1f}s (start command → run completed): efficiency {value:.2f}")
+    overlap = run.overlap()
+    report.say(f"first article in review after {run.first_in_review:.1f}s ({run.first_in_review / run.wall:.0%} of "
+               f"the run); stages overlapping the one before: "
+               + ", ".join(f"{b.stage} {seconds:.1f}s" for b, seconds in zip(run.stages[1:], overlap, strict=False)))
     report.record("efficiency", {
         "keywords": run.keywords, "latency_ms": plan.latency_ms, "concurrency": plan.concurrency,
         "ideal_s": ideal, "wall_s": run.wall, "efficiency": value, "counts": run.counts,
+        "first_in_review_s": run.first_in_review, "overlap_s": run.overlap(),
         "stages": {str(s.stage): {"batches": s.batches, "ai_calls": ai_calls(run, s.stage), "started_s": s.started,
                                   "wall_s": s.wall} for s in run.stages}})
     report.goal("efficiency", f"efficiency ({run.keywords:,} kw, {plan.latency_ms} ms)", value, ">=", 0.9)

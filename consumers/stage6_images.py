@@ -92,7 +92,7 @@ STORE_AND_LOCK_CONTENTS = text("""
 """)
 # A separate statement, so it sees images that other batches committed while we waited for the lock.
 TO_REVIEW_WHEN_COMPLETE = text("""
-    UPDATE content AS c SET status = 'review'
+    UPDATE content AS c SET status = 'review', updated_at = now()
      WHERE c.id = ANY(CAST(:ids AS integer[])) AND c.status = 'draft'
        AND NOT EXISTS (SELECT FROM images AS i WHERE i.content_id = c.id AND i.status = 'pending')
 """)
