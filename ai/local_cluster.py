@@ -391,13 +391,19 @@ def cluster(keywords: list[KeywordIn], existing: list[ExistingCluster], threshol
 
 # Consolidation: one global, order-independent pass over a run's keywords once stage 1 has no batches left.
 CONSOLIDATE_NEIGHBOURS = 10  # edges per keyword in the similarity graph
+# A neighbour is an edge only if it is at least this share as similar as the keyword's nearest one: a small
+# run (two or three keywords a topic) otherwise ties every keyword to seven or eight of other topics, and
+# Louvain merged topics (100 demo keywords of 20 topics: ARI 0.59 without, 1.00 with; the labelled sets,
+# whose keywords are all about equally far apart, are unchanged: 0.49 and 0.37).
+CONSOLIDATE_FLOOR = 0.6
 CONSOLIDATE_SCALE = 55.0  # modularity resolution sqrt(nodes / CONSOLIDATE_SCALE): 2 at 220 keywords, 4 at 880
 # (modularity's resolution limit: the same resolution gives ever bigger clusters as the graph grows)
 _BLOCK = 256  # rows of the similarity matrix held at once (256 x n float32)
 
 
 def _knn_edges(dense: np.ndarray | None, lexical: csr_matrix, k: int) -> csr_matrix:
-    """The symmetric k-nearest-neighbour graph of the rows, weighted by their (positive) similarity.
+    """The symmetric k-nearest-neighbour graph of the rows, weighted by their (positive) similarity; of a
+    row's k nearest, those less than CONSOLIDATE_FLOOR as similar as the nearest are left out.
 
     Similarity is SEMANTIC_WEIGHT of the embeddings' cosine and the rest TF-IDF (words alone without
     `dense`); computed _BLOCK rows at a time, so memory is O(n k), never n x n. Ties are broken by the
@@ -417,11 +423,14 @@ def _knn_edges(dense: np.ndarray | None, lexical: csr_matrix, k: int) -> csr_mat
             block += share * (lexical[start:stop] @ lexical.T).toarray().astype(np.float32)
         block[np.arange(stop - start), np.arange(start, stop)] = -np.inf
         nearest = np.argsort(-block, axis=1, kind="stable")[:, :k]
+        similarity = np.clip(np.take_along_axis(block, nearest, axis=1), 0.0, None)
+        similarity[similarity < CONSOLIDATE_FLOOR * similarity[:, :1]] = 0.0
         rows.append(np.repeat(np.arange(start, stop), k))
         cols.append(nearest.ravel())
-        weights.append(np.clip(np.take_along_axis(block, nearest, axis=1).ravel(), 0.0, None))
+        weights.append(similarity.ravel())
     graph = csr_matrix((np.concatenate(weights).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))),
                        shape=(n, n))
+    graph.eliminate_zeros()
     return graph.maximum(graph.T).tocsr()
 
 
