@@ -169,10 +169,11 @@ async def measure(set_name: str, count: int | None, more: int, variants: list[tu
         deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
                     provider=make_provider(settings), relay=NoWake(), worker_id="bench")
         for number, (concurrency, seed) in enumerate(variants):
-            ordered = list(pairs)
+            # the same keywords in every variant; shuffled, they arrive in another order
+            first, second = list(pairs[:count] if count else pairs), list(pairs[count:count + more] if count else [])
             if seed is not None:
-                random.Random(seed).shuffle(ordered)
-            first, second = ordered[:count] if count else ordered, ordered[count:count + more] if count else []
+                random.Random(seed).shuffle(first)
+                random.Random(seed).shuffle(second)
             async with sessions() as session, session.begin():
                 account = await create_account(session, f"content{number}", 10**8)
                 site = await create_site(session, account, f"content{number}")
