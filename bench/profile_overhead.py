@@ -67,7 +67,8 @@ OURS: dict[str, str | re.Pattern[str] | None] = {  # inclusive: samples with thi
     "StageWork.load": re.compile(r"load \(consumers/stage\d"),
     "StageWork.write": re.compile(r"write \(consumers/stage\d"),
     "finish_batch (the finish transaction)": "finish_batch (consumers/batches.py",
-    "emit_window (the window's refill)": "emit_window (consumers/planning.py",
+    # planning's window only: a finished batch refills the window inside its FINISH statement
+    "emit_window (planning's window)": "emit_window (consumers/planning.py",
     "OutboxRelay.flush (relay transactions)": "flush (shared/outbox.py",
     "plan_stage": "plan_stage (consumers/planning.py",
     "keep_lease": "keep_lease (consumers/batches.py",

@@ -20,7 +20,15 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, StageWork
-from consumers.planning import StageTotals, complete_stage, emit_window, lock_run, window_size
+from consumers.planning import (
+    EMIT_NEXT,
+    StageTotals,
+    batch_type,
+    complete_stage,
+    lock_run,
+    process_batch_payload_sql,
+    window_size,
+)
 from shared.automation_logger import RunRef
 from shared.credits import DEBIT_CTES, InsufficientCredits, charge_params, insufficient
 from shared.db import autocommit_session
@@ -119,8 +127,20 @@ FINISH = text(f"""
           FROM counters
          WHERE r.id = :run_pk
      RETURNING r.id
+    ), emit AS ({EMIT_NEXT}
+           AND EXISTS (SELECT FROM batch)
+     RETURNING id
+    ), emitted AS (
+        INSERT INTO outbox (routing_key, payload)
+        SELECT CAST(:batch_type AS text), {process_batch_payload_sql("emit.id")}
+          FROM emit ORDER BY emit.id
+     RETURNING id
+    ), logged AS (
+        INSERT INTO run_log_lines (run_id, stage, level, message)
+        SELECT :run_pk, :stage, 'INFO', :log_message FROM batch
     )
-    SELECT EXISTS (SELECT FROM paid) AS paid, counters.*, (SELECT count(*) FROM run) AS runs
+    SELECT EXISTS (SELECT FROM paid) AS paid, counters.*, (SELECT count(*) FROM run) AS runs,
+           (SELECT count(*) FROM emitted) AS refilled
       FROM (SELECT 1) AS one LEFT JOIN counters ON true
 """)
 
@@ -129,11 +149,16 @@ async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, o
                        ) -> bool:
     """The one transaction that makes a batch's effects real; False if the claim was lost.
 
-    Everything that touches only this batch's rows goes first (outputs, the refill of the run's
-    window, the log line); then one statement takes the rows every batch of the account and run
-    shares (the account's balance, the stage counters, the run) and the commit follows at once,
-    so those row locks are held for one statement instead of the whole transaction. The lock
-    order is the same everywhere (outputs, account, batch, run stage, run): no deadlocks.
+    The outputs go first (they touch only this batch's items); then one statement, FINISH, does the
+    rest: the charge and the rows every batch of the account and run shares (the account's balance,
+    the stage counters, the run), the batch's `done` state, the refill of the run's window (the next
+    batch marked emitted and its `stage.N.batch` message inserted into the outbox, its payload built in
+    SQL) and the batch's log line, whose file copy is still written after the commit. The commit
+    follows at once, so the shared row locks are held for one statement instead of the whole
+    transaction, and a batch costs three round trips fewer than with the refill, its outbox row and
+    the log line as statements of their own. The lock order is the same everywhere (outputs, account,
+    batch, run stage, run); the refill's SKIP LOCKED never waits. Refill and log line hang on the
+    batch's update: with the claim lost nothing is written (and the transaction is rolled back anyway).
     """
     ctx, run = claim.ctx, claim.ctx.run
     try:
@@ -141,22 +166,25 @@ async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, o
             written = await work.write(session, ctx, inputs, outputs) if inputs else None
             items_out = written.items_out if written else 0
             credits = written.credits if written else 0
-            refilled = await emit_window(session, run_pk=run.pk, run_id=run.run_id, stage=ctx.stage, count=1) \
-                if window_size(deps, work) is not None else 0
             spec = work.stage
-            deps.logger.log_stage_progress(
-                session, run, ctx.stage, f"batch {claim.seq + 1}/{claim.batches_total} done: {len(claim.item_ids)} "
-                                         f"{spec.input_name} -> {items_out} {spec.output_name}, {credits} credits")
+            message = deps.logger.progress_message(
+                ctx.stage, f"batch {claim.seq + 1}/{claim.batches_total} done: {len(claim.item_ids)} "
+                           f"{spec.input_name} -> {items_out} {spec.output_name}, {credits} credits")
+            deps.logger.file_line(session, run, ctx.stage, message)
             await session.flush()
             row = (await session.execute(FINISH, {
                 **charge_params(account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,
                                 stage=ctx.stage),
                 "token": claim.token, "items_out": items_out, "ai_calls": ai_calls,
+                # no window (None): every batch was queued when the stage was planned
+                "count": 0 if window_size(deps, work) is None else 1,
+                "batch_type": batch_type(ctx.stage), "run_id": run.run_id, "log_message": message,
             })).one()
             if not row.paid:
                 raise await insufficient(session, run.account_id, credits)
             if row.batches_done is None:
                 raise ClaimLost
+            refilled = row.refilled
             last = row.batches_done == row.batches_total
             if last:
                 totals = StageTotals(stage=ctx.stage, batches_total=row.batches_total, items_in=row.items_in,

@@ -102,13 +102,34 @@ async def check_trigger(session: AsyncSession, run: AutomationRun, trigger: Requ
     return run.status == "running"
 
 
-EMIT_WINDOW = text("""
+# The next `:count` unemitted batches of a run's stage, marked emitted (all when :count is NULL). SKIP
+# LOCKED: it never waits for a row lock, so it may run anywhere in a transaction's lock order. Shared by
+# EMIT_WINDOW (planning) and the batch finish statement (FINISH in consumers/batches.py), which refills
+# the window in the statement that finishes the batch.
+EMIT_NEXT = """
     UPDATE stage_batches SET emitted_at = now()
      WHERE id IN (SELECT id FROM stage_batches
                    WHERE run_id = :run_pk AND stage = :stage AND emitted_at IS NULL AND status = 'pending'
-                   ORDER BY seq LIMIT :count FOR UPDATE SKIP LOCKED)
- RETURNING id
-""")
+                   ORDER BY seq LIMIT :count FOR UPDATE SKIP LOCKED)"""
+EMIT_WINDOW = text(f"{EMIT_NEXT} RETURNING id")
+
+
+def process_batch_payload_sql(batch_id: str) -> str:
+    """SQL building, for the batch id expression `batch_id`, the JSON payload that
+    `ProcessBatch.for_stage(:run_id, stage, id).model_dump_json()` makes, with the routing key in the
+    parameter :batch_type (`ProcessBatch` type, `stage.N.batch`) and the run's id in :run_id: a fresh
+    `event_id` per message and `occurred_at` in the ISO 8601 form pydantic writes (microseconds, `Z`).
+    It lets the finish statement insert the window's next message itself, without a round trip of its
+    own (tests/integration/test_batch_window.py checks it validates as `ProcessBatch`)."""
+    return f"""jsonb_build_object(
+        'event_id', gen_random_uuid(), 'version', 1,
+        'occurred_at', to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'type', CAST(:batch_type AS text), 'run_id', CAST(:run_id AS text), 'batch_id', {batch_id})"""
+
+
+def batch_type(stage: int) -> str:
+    """The `type` (and routing key) of a stage's `ProcessBatch` messages."""
+    return f"stage.{stage}.batch"
 
 
 async def emit_window(session: AsyncSession, *, run_pk: int, run_id: str, stage: int, count: int | None) -> int:

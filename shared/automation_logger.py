@@ -54,6 +54,12 @@ class AutomationLogger:
 
     def _line(self, session: AsyncSession, run: RunRef, stage: int, message: str, level: str = "INFO") -> None:
         session.add(RunLogLine(run_id=run.pk, stage=stage, level=level, message=message))
+        self.file_line(session, run, stage, message, level)
+
+    def file_line(self, session: AsyncSession, run: RunRef, stage: int, message: str, level: str = "INFO") -> None:
+        """Only the file copy of a line, written after `session` commits, for a caller that inserts the
+        line's `run_log_lines` row in a statement of its own (the batch finish statement does, to save
+        the insert's round trip)."""
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
         folder = run_log_dir(self.log_root, run.account_id, run.site_id, run.run_id)
         text = f"[{stamp}] {level} {message}\n"
@@ -72,7 +78,11 @@ class AutomationLogger:
         self._line(session, run, stage, f"Stage {stage} started: {detail}")
 
     def log_stage_progress(self, session: AsyncSession, run: RunRef, stage: int, detail: str) -> None:
-        self._line(session, run, stage, f"Stage {stage} progress: {detail}")
+        self._line(session, run, stage, self.progress_message(stage, detail))
+
+    @staticmethod
+    def progress_message(stage: int, detail: str) -> str:
+        return f"Stage {stage} progress: {detail}"
 
     def log_stage_complete(self, session: AsyncSession, run: RunRef, stage: int, detail: str) -> None:
         self._line(session, run, stage, f"Stage {stage} completed: {detail}")

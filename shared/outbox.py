@@ -3,8 +3,9 @@
 The rows hold validated models dumped to JSON; the relay sends each through the declared publisher
 of its routing key (`shared.publishers`), which returns once the broker confirmed it.
 
-A row is deleted only after the broker confirmed it, inside the transaction that holds
-its row lock, so a crash can cause a re-send (consumers are idempotent) but never a loss.
+A row is deleted in the transaction that sends it, and that transaction commits only after the
+broker confirmed every send, so a crash can cause a re-send (consumers are idempotent) but never a
+loss.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol
 
-from sqlalchemy import delete, func, select, true
+from sqlalchemy import BigInteger, String, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.events import Message
@@ -31,6 +33,17 @@ def add_events(session: AsyncSession, *events: Message) -> None:
     for message in events:
         session.add(OutboxMessage(routing_key=message.routing_key(),
                                   payload=json.loads(message.model_dump_json())))
+
+
+# The oldest unsent rows no other relay holds, deleted in the statement that takes them (the delete
+# counts only if the transaction commits, after the sends). A lost delete only re-sends (consumers are
+# idempotent), so the commit does not wait for fsync.
+TAKE = text("""
+    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+    DELETE FROM outbox USING relaxed
+     WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
+ RETURNING id, routing_key, payload
+""").columns(id=BigInteger, routing_key=String, payload=JSONB)
 
 
 class Sender(Protocol):
@@ -53,23 +66,19 @@ class OutboxRelay:
         self._wake.set()
 
     async def flush(self) -> int:
-        """Relay every unsent row this process can lock; returns how many were sent."""
+        """Relay every unsent row this process can lock; returns how many were sent.
+
+        A chunk costs one statement: it deletes the rows it takes (`TAKE`) and the sends follow in the
+        same transaction, so a failed send rolls the delete back and the rows stay for the next try, and
+        a crash before the commit leaves them too (re-sent then: consumers are idempotent). Only the
+        commit makes the delete real, and it comes after every send of the chunk was confirmed."""
         total = 0
         while True:
             async with self.sessions() as session, session.begin():
-                # a lost delete only re-sends (consumers are idempotent): no need to wait for fsync
-                relaxed = select(func.set_config("synchronous_commit", "off", True)).cte("relaxed")
-                rows = (await session.execute(
-                    select(OutboxMessage.id, OutboxMessage.routing_key, OutboxMessage.payload)
-                    .join(relaxed, true())
-                    .order_by(OutboxMessage.id)
-                    .limit(RELAY_CHUNK)
-                    .with_for_update(of=OutboxMessage, skip_locked=True)
-                )).all()
+                rows = sorted((await session.execute(TAKE, {"limit": RELAY_CHUNK})).all())
                 if not rows:
                     return total
                 await asyncio.gather(*(self.sender.send(r.routing_key, r.payload) for r in rows))
-                await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows])))
             total += len(rows)
             self.sent += len(rows)
             if len(rows) < RELAY_CHUNK:

@@ -7,16 +7,21 @@ fairness figures here are message counts, not timings.
 
 from __future__ import annotations
 
+import json
+import re
 from collections import deque
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from ai.simulated import SimulatedProvider
 from consumers.deps import Deps
-from shared.events import ResumeRun, StartRun
-from shared.models import AutomationRun, StageBatch
+from consumers.planning import batch_type, process_batch_payload_sql
+from shared.automation_logger import log_file_name, run_log_dir
+from shared.events import ProcessBatch, ResumeRun, StartRun
+from shared.models import AutomationRun, RunLogLine, StageBatch
 from tests.support import Bus, drain_outbox, site_outcome
 
 
@@ -122,3 +127,58 @@ async def test_resume_tops_the_window_up_again(deps, make_site):
     assert await run_status(fair, site.id) == "completed"
     outcome = await site_outcome(fair, site.id)
     assert outcome["content"] == outcome["tasks"] > 0 and outcome["images_generated"] == outcome["images"]
+
+
+async def test_the_refill_message_built_in_sql_is_the_one_python_builds(deps):
+    """The finish statement builds the window's next `stage.N.batch` payload in SQL
+    (`consumers.planning.process_batch_payload_sql`): it must validate as `ProcessBatch`, from the
+    JSON the broker carries as from the stored row, and equal `ProcessBatch.for_stage(...)` but for a
+    fresh `event_id` per message and its `occurred_at`."""
+    sql = text(f"SELECT {process_batch_payload_sql('b.id')} AS payload "
+               "FROM unnest(CAST(:ids AS bigint[])) AS b(id) ORDER BY b.id")
+    before = datetime.now(UTC)
+    async with deps.sessions() as session:
+        payloads = (await session.scalars(sql, {"ids": [7, 2**40], "batch_type": batch_type(3),
+                                                "run_id": "run_x-1.2:3"})).all()
+    after = datetime.now(UTC)
+    messages = [ProcessBatch.model_validate_json(json.dumps(p)) for p in payloads]
+    assert [ProcessBatch.model_validate(p) for p in payloads] == messages
+    assert len({m.event_id for m in messages}) == 2
+    for message, batch_id in zip(messages, [7, 2**40], strict=True):
+        assert before - timedelta(seconds=1) <= message.occurred_at <= after + timedelta(seconds=1)
+        assert message.occurred_at.utcoffset() == timedelta(0)
+        expected = ProcessBatch.for_stage("run_x-1.2:3", 3, batch_id)
+        assert message.model_dump(exclude={"event_id", "occurred_at"}) == \
+            expected.model_dump(exclude={"event_id", "occurred_at"})
+        assert message.routing_key() == expected.routing_key() == batch_type(3)
+    # the same keys and value types as the Python-built payload (the form `add_events` stores)
+    python_built = json.loads(ProcessBatch.for_stage("run_x-1.2:3", 3, 7).model_dump_json())
+    assert {k: type(v) for k, v in payloads[0].items()} == {k: type(v) for k, v in python_built.items()}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", payloads[0]["occurred_at"])
+
+
+async def test_each_finished_batch_refills_the_window_and_logs_its_line_once(deps, make_site):
+    """One finish statement does the refill, its outbox row and the log line: every batch has one
+    progress row and one line in each of its two log files, and every batch message was queued once."""
+    fair = with_window(deps, 2)
+    site = await make_site(keywords=24, synthetic=True)
+    bus = Bus(fair)
+    await bus.send(StartRun(site_id=site.id))
+    await bus.pump()
+    assert await run_status(fair, site.id) == "completed"
+    async with fair.sessions() as session:
+        run = await session.scalar(select(AutomationRun).where(AutomationRun.site_id == site.id))
+        batches = (await session.execute(select(StageBatch.id, StageBatch.stage).where(
+            StageBatch.run_id == run.id))).all()
+        lines = (await session.scalars(select(RunLogLine.message).where(
+            RunLogLine.run_id == run.id, RunLogLine.message.like("Stage % progress: batch %")))).all()
+    assert len(lines) == len(batches) > 0
+    sent = sorted(p["batch_id"] for key, p in bus.seen if key.endswith(".batch"))
+    assert sent == sorted(b.id for b in batches)
+    folder = run_log_dir(fair.settings.log_dir, site.account_id, site.id, run.run_id)
+    main_log = (folder / log_file_name(0)).read_text(encoding="utf-8")
+    for stage in {b.stage for b in batches}:
+        stage_lines = [line for line in lines if line.startswith(f"Stage {stage} ")]
+        stage_log = (folder / log_file_name(stage)).read_text(encoding="utf-8")
+        assert all(stage_log.count(f"INFO {line}\n") == 1 for line in stage_lines)
+        assert all(main_log.count(f"INFO {line}\n") == 1 for line in stage_lines)

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Mapping
 
-from sqlalchemy import select, text, update
+import pytest
+from sqlalchemy import func, select, text, update
 
 from consumers.batches import process_batch
 from consumers.registry import STAGE_WORK
 from shared.accounts import create_account, create_site
 from shared.credits import grant
 from shared.events import PauseRun, ProcessBatch, ResumeRun, StartRun
-from shared.models import Account, AutomationRun, Cluster, Content, ContentIdea, Keyword, StageBatch, Task
+from shared.models import (
+    Account,
+    AutomationRun,
+    Cluster,
+    Content,
+    ContentIdea,
+    Keyword,
+    OutboxMessage,
+    StageBatch,
+    Task,
+)
+from shared.outbox import OutboxRelay, add_events
 from tests.support import Bus, drain_outbox, site_outcome
 
 
@@ -401,3 +414,43 @@ async def test_every_handler_works_on_one_pooled_connection(deps, make_site, set
         assert (await run_of(one, site.id)).status == "completed"
     finally:
         await engine.dispose()
+
+
+async def test_the_relay_deletes_rows_only_with_a_confirmed_send(sessions):
+    """`OutboxRelay.flush` deletes the rows it takes in the statement that takes them: a send that fails
+    rolls the delete back (the rows stay, all of them, for the next try); a chunk that sends commits it,
+    and the rows go out oldest first."""
+    async with sessions() as session, session.begin():
+        add_events(session, *(ProcessBatch.for_stage("relay-run", 2, n) for n in range(1, 6)))
+
+    class Failing:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def send(self, routing_key: str, payload: Mapping[str, object]) -> None:
+            self.calls += 1
+            if self.calls == 3:
+                raise ConnectionError("broker away")
+
+    class Recording:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, Mapping[str, object]]] = []
+
+        async def send(self, routing_key: str, payload: Mapping[str, object]) -> None:
+            self.sent.append((routing_key, payload))
+
+    async def unsent() -> int:
+        async with sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(OutboxMessage)) or 0)
+
+    failing = Failing()
+    with pytest.raises(ConnectionError):
+        await OutboxRelay(sessions, failing, 1.0).flush()
+    assert failing.calls == 5 and await unsent() == 5
+    recording = Recording()
+    relay = OutboxRelay(sessions, recording, 1.0)
+    assert await relay.flush() == 5 == relay.sent
+    assert await unsent() == 0
+    assert [(key, p["batch_id"]) for key, p in recording.sent] == [("stage.2.batch", n) for n in range(1, 6)]
+    assert ProcessBatch.model_validate(recording.sent[0][1]).run_id == "relay-run"
+    assert await relay.flush() == 0
