@@ -59,6 +59,7 @@ class Claim:
     ctx: BatchContext
     seq: int
     batches_total: int  # of its stage, for the progress line
+    items_in: int  # of its stage: how big the run's window is (`window_size`)
 
 
 CLAIM = text("""
@@ -70,7 +71,7 @@ CLAIM = text("""
      WHERE b.id = :batch_id AND b.stage = :stage AND r.id = b.run_id AND r.run_id = :run_id
        AND s.id = r.site_id AND r.status = 'running' AND rs.run_id = b.run_id AND rs.stage = b.stage
        AND (b.status = 'pending' OR (b.status = 'claimed' AND b.lease_expires_at < now()))
- RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id, b.seq, rs.batches_total
+ RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id, b.seq, rs.batches_total, rs.items_in
 """)
 
 
@@ -94,7 +95,7 @@ async def claim_batch(deps: Deps, command: ProcessBatch, session: AsyncSession) 
     run = RunRef(pk=row.run_pk, run_id=command.run_id, site_id=row.site_id, account_id=row.account_id)
     ctx = BatchContext(run=run, batch_id=command.batch_id, stage=command.stage, settings=deps.settings)
     return Claim(batch_id=command.batch_id, token=token, item_ids=list(row.item_ids), ctx=ctx, seq=row.seq,
-                 batches_total=row.batches_total)
+                 batches_total=row.batches_total, items_in=row.items_in)
 
 
 async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
@@ -177,7 +178,7 @@ async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, o
                                 stage=ctx.stage),
                 "token": claim.token, "items_out": items_out, "ai_calls": ai_calls,
                 # no window (None): every batch was queued when the stage was planned
-                "count": 0 if window_size(deps, work) is None else 1,
+                "count": 0 if window_size(deps, work, claim.items_in) is None else 1,
                 "batch_type": batch_type(ctx.stage), "run_id": run.run_id, "log_message": message,
             })).one()
             if not row.paid:

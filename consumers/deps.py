@@ -53,10 +53,11 @@ class StageWork(Protocol):
     """One stage's logic, free of transport: the seed's query, the AI call, the writes."""
 
     stage: Stage  # its entry in the catalogue: number, names, rates
-    # One batch at a time, each seeing what the ones before it wrote (a window of one), so the
-    # stage's result does not depend on concurrency or timing: stage 1, whose batches join the
-    # clusters earlier batches made. The other stages' batches are independent of each other.
-    sequential: bool
+    # A run of more items than this works through the stage's batches one at a time (a window of one),
+    # each batch seeing what the ones before it wrote, so the result does not depend on concurrency or
+    # timing (None: never). Stage 1 above the keywords its consolidation takes: below, the consolidation
+    # makes the result independent of the batches' order, and they run at any concurrency.
+    sequential_above: int | None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> Any:
         """The batch's inputs, re-checked for eligibility (None or empty: nothing to do)."""

@@ -6,9 +6,10 @@ re-emits the open batches and tops the window up instead of planning twice.
 
 Fairness: a run keeps at most `batch_window` of a stage's batch messages in the queue. Each
 finished batch emits the next one in the same transaction (`consumers.batches`), so runs of
-several sites sharing a stage's queue take turns instead of one big run's backlog going first. A
-`sequential` stage (stage 1) keeps a window of one: each batch sees what the batches before it
-wrote, so its result is the same whatever the consumers' concurrency.
+several sites sharing a stage's queue take turns instead of one big run's backlog going first. A run
+bigger than its stage's `sequential_above` (stage 1 beyond what its consolidation takes) keeps a window
+of one: each batch sees what the batches before it wrote, so its result is the same whatever the
+consumers' concurrency.
 
 Every plan trigger is checked against the run's state (`check_trigger`): a stage is planned only
 when the stage before it completed, and a command naming another state is poison.
@@ -142,9 +143,10 @@ async def emit_window(session: AsyncSession, *, run_pk: int, run_id: str, stage:
     return len(emitted)
 
 
-def window_size(deps: Deps, work: StageWork) -> int | None:
-    """Batch messages a run keeps queued per stage; None means no window (emit everything)."""
-    if work.sequential:
+def window_size(deps: Deps, work: StageWork, items: int) -> int | None:
+    """Batch messages a run keeps queued at a stage of `items` items; None means no window (emit
+    everything)."""
+    if work.sequential_above is not None and items > work.sequential_above:
         return 1
     return deps.settings.batch_window or None
 
@@ -181,7 +183,6 @@ async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: S
     if planned_stage(trigger) != stage:
         raise PoisonMessage(f"{trigger.type} does not plan stage {stage}")
     run_id = trigger.run_id
-    window = window_size(deps, work)
     table = input_table(work)
     if await analyze_if_stale(deps.sessions, table):
         log.info("stage %d: statistics of %s refreshed before planning", stage, table)
@@ -201,6 +202,7 @@ async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: S
                                             StageBatch.emitted_at.is_not(None), reclaimable())
                 .order_by(StageBatch.seq))).all()
             add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in open_ids))
+            window = window_size(deps, work, existing.items_in)
             topped_up = await emit_window(session, run_pk=run.id, run_id=run_id, stage=stage,
                                           count=None if window is None else window - len(open_ids))
             deps.logger.log_stage_progress(
@@ -224,7 +226,8 @@ async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: S
                 session, ref, stage, f"{items} {work.stage.input_name} in {batches} batches of up to {size}")
             await session.flush()
             if batches:
-                await emit_window(session, run_pk=run.id, run_id=run_id, stage=stage, count=window)
+                await emit_window(session, run_pk=run.id, run_id=run_id, stage=stage,
+                                  count=window_size(deps, work, items))
             else:
                 await complete_stage(deps, session, ref, StageTotals(stage, 0, items, 0, 0, 0), work)
     deps.relay.wake()

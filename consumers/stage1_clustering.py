@@ -16,6 +16,9 @@ from shared.seed_queries import eligible_keywords
 
 EXISTING_SAMPLE = 12  # member keywords shown to the clusterer per existing cluster
 CANDIDATE_CLUSTERS = 200  # existing clusters shown per batch: a prompt (and a gram matrix) must stay small
+# Keywords of one run that stage 1's consolidation (consumers.stage1_consolidation) takes in one pass; a
+# bigger run keeps its batch clusters, and works through its batches one at a time instead.
+CONSOLIDATE_LIMIT = 20_000
 
 
 def candidate_clusters(site_id: int, patterns: list[str]) -> Select[int, str]:
@@ -39,7 +42,7 @@ async def load_candidates(session: AsyncSession, site_id: int, patterns: list[st
 
 class ClusteringStage:
     stage = BY_NUMBER[1]
-    sequential = True
+    sequential_above: int | None = CONSOLIDATE_LIMIT
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]
                    ) -> tuple[list[KeywordIn], list[ExistingCluster]]:

@@ -9,9 +9,10 @@ keywords, not on their order, the batch size or the consumers' concurrency.
 
 - Clusters the site had before the run only ever gain keywords (two of them never merge), so a run
   that adds keywords to a site joins its clusters.
-- Each new community keeps the run's cluster that holds most of its keywords (renamed after the
-  community when the name is free); a community without one gets a new cluster; the run's clusters
-  left empty are deleted. Stage 2 has not planned yet, so no idea points at them.
+- The run's own clusters are made again, one per new community, in the communities' (canonical) order
+  and named after them (numbered where a name repeats), and the batches' clusters are deleted: ids and
+  names depend on the keywords alone, so stage 1's batches may run at any concurrency. Stage 2 has not
+  planned yet, so no idea points at them.
 - Local and deterministic for every provider (sentence embeddings and words, no AI call, no credits).
   The simulated provider's fixed benchmark workload is left alone, and a run of more than
   `CONSOLIDATE_LIMIT` keywords keeps its batch clusters (said in the run log): the pass is
@@ -33,13 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ai.base import ClusterOut, ExistingCluster, KeywordIn
 from ai.local_cluster import consolidate
 from consumers.deps import Deps
-from consumers.stage1_clustering import CANDIDATE_CLUSTERS, EXISTING_SAMPLE
+from consumers.stage1_clustering import CANDIDATE_CLUSTERS, CONSOLIDATE_LIMIT, EXISTING_SAMPLE
 from shared.automation_logger import RunRef
 from shared.models import AutomationRun, Cluster, Keyword, RunStage, StageBatch
 
 log = logging.getLogger("automation.consolidation")
 
-CONSOLIDATE_LIMIT = 20_000  # keywords of one run; above it, the batch clusters stand
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Consolidated:
 
     clusters_before: int
     clusters_after: int
-    keywords_moved: int
+    keywords_moved: int  # keywords whose cluster row changed (all of the run's, the first time)
     joined_earlier: int  # keywords moved into a cluster the site had before the run
 
 
@@ -92,27 +92,57 @@ async def _earlier_clusters(session: AsyncSession, run: AutomationRun, holding: 
     return [ExistingCluster(id=c, name=names[c], keywords=tuple(members[c])) for c in sorted(chosen)]
 
 
-def _targets(communities: list[ClusterOut], current: dict[int, int], run_clusters: set[int]) -> list[int | None]:
-    """The cluster each community becomes: a pre-run cluster it joined, else the run's cluster holding
-    most of its keywords (greedy by overlap, ties to the lower cluster id and community, each run cluster
-    used once), else None (a new cluster)."""
-    targets: list[int | None] = [c.existing_id for c in communities]
-    overlaps = sorted(
-        ((-count, cluster_id, index)
-         for index, community in enumerate(communities) if community.existing_id is None
-         for cluster_id, count in Counter(current[k] for k in community.keyword_ids
-                                          if current[k] in run_clusters).items()))
-    used: set[int] = set()
-    for _, cluster_id, index in overlaps:
-        if targets[index] is None and cluster_id not in used:
-            targets[index] = cluster_id
-            used.add(cluster_id)
-    return targets
+def _final_names(communities: list[ClusterOut], taken: set[str]) -> list[str | None]:
+    """The name of each new community's cluster: its own, numbered when an earlier community of the list
+    or a cluster the site had before the run has it (None for a community joining an earlier cluster)."""
+    names: list[str | None] = []
+    used = {name.casefold() for name in taken}
+    for community in communities:
+        if community.existing_id is not None:
+            names.append(None)
+            continue
+        base, number = community.name[:290], 1
+        name = community.name[:300]
+        while name.casefold() in used:
+            number += 1
+            name = f"{base} ({number})"
+        used.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def _unchanged(communities: list[ClusterOut], names: list[str | None], current: dict[int, int],
+               run_clusters: dict[int, str]) -> bool:
+    """Whether the run's clusters already are the communities: each new community one run cluster of
+    its name holding exactly its keywords, their ids in the communities' order (asked again after a
+    pause, consolidation finds what it made and changes nothing)."""
+    members: dict[int, set[int]] = {}
+    for keyword, cluster_id in current.items():
+        members.setdefault(cluster_id, set()).add(keyword)
+    ids = []
+    for community, name in zip(communities, names, strict=True):
+        holders = {current[k] for k in community.keyword_ids}
+        if len(holders) != 1:
+            return False
+        [holder] = holders
+        if community.existing_id is not None:
+            if holder != community.existing_id:
+                return False
+            continue
+        if run_clusters.get(holder) != name or members[holder] != set(community.keyword_ids):
+            return False
+        ids.append(holder)
+    return ids == sorted(ids) and len(ids) == len(run_clusters)
 
 
 async def consolidate_run(deps: Deps, session: AsyncSession, run: AutomationRun, ref: RunRef) -> Consolidated | None:
-    """Re-cluster the run's keywords in one pass and move them to match (in the caller's transaction,
-    the one that plans stage 2). None when there was nothing to do or it was skipped."""
+    """Re-cluster the run's keywords in one pass and rebuild the run's clusters to match (in the caller's
+    transaction, the one that plans stage 2). None when there was nothing to do or it was skipped.
+
+    The run's clusters are made again, in the communities' order and with names that follow from them
+    alone, and the batches' clusters removed: stage 2 orders clusters by id (an earlier cluster's idea
+    covers a later one's duplicate keyword) and seeds its writer by cluster name, so neither may depend
+    on which batch happened to create a cluster first."""
     if getattr(deps.provider, "fixed_workload", False):
         return None
     rows = await _run_keywords(session, run)
@@ -122,64 +152,49 @@ async def consolidate_run(deps: Deps, session: AsyncSession, run: AutomationRun,
         deps.logger.log_stage_progress(session, ref, 1, f"clusters not consolidated: {len(rows)} keywords is more "
                                                         f"than the {CONSOLIDATE_LIMIT} one pass takes")
         return None
-    current = {kid: cluster_id for kid, _, _, cluster_id in rows if cluster_id is not None}
+    current = {kid: cluster_id for kid, _, _, cluster_id in rows}
     earlier = await _earlier_clusters(session, run, Counter(current.values()))
     earlier_ids = {c.id for c in earlier}
-    all_earlier = set((await session.scalars(select(Cluster.id).where(
+    site_clusters = dict((await session.execute(select(Cluster.id, Cluster.name).where(
         Cluster.site_id == run.site_id, Cluster.created_at < run.started_at))).all())
-    run_clusters = set(current.values()) - all_earlier
+    run_clusters = dict((await session.execute(select(Cluster.id, Cluster.name).where(
+        Cluster.id.in_(set(current.values()) - set(site_clusters))))).all())
     keywords = [KeywordIn(id=kid, text=text, volume=volume) for kid, text, volume, _ in rows]
     communities = await asyncio.to_thread(consolidate, keywords, earlier)
-    targets = _targets(communities, current, run_clusters)
+    names = _final_names(communities, set(site_clusters.values()))
+    if _unchanged(communities, names, current, run_clusters):
+        return Consolidated(len(run_clusters), len(run_clusters), 0, 0)
 
+    targets: list[int] = []
+    for index, community in enumerate(communities):  # new rows first, in order, under names nobody has
+        if community.existing_id is not None:
+            targets.append(community.existing_id)
+            continue
+        cluster = Cluster(site_id=run.site_id, name=f"~consolidating run {run.id} #{index}",
+                          description=community.description, status="new")
+        session.add(cluster)
+        await session.flush()
+        targets.append(cluster.id)
     moved = joined_earlier = 0
     for community, target in zip(communities, targets, strict=True):
-        if target is None:
-            target = await _new_cluster(session, run.site_id, community)
-            run_clusters.add(target)
         movers = [k for k in community.keyword_ids if current[k] != target]
         if movers:
             await session.execute(update(Keyword).where(Keyword.id.in_(movers)).values(cluster_id=target))
             moved += len(movers)
-            if target in earlier_ids:
-                joined_earlier += len(movers)
-                await session.execute(update(Cluster).where(Cluster.id == target, Cluster.status == "mapped")
-                                      .values(status="reopened"))
-    emptied = (await session.execute(
-        delete(Cluster).where(Cluster.id.in_(run_clusters), ~exists().where(Keyword.cluster_id == Cluster.id))
-        .returning(Cluster.id))).scalars().all()
-    for community, target in zip(communities, targets, strict=True):
-        if target is not None and target in run_clusters:
-            await _rename_if_free(session, run.site_id, target, community)
-    after = len(run_clusters) - len(emptied)
-    result = Consolidated(clusters_before=len(set(current.values()) - all_earlier), clusters_after=after,
+        if target in earlier_ids and movers:
+            joined_earlier += len(movers)
+            await session.execute(update(Cluster).where(Cluster.id == target, Cluster.status == "mapped")
+                                  .values(status="reopened"))
+    await session.execute(delete(Cluster).where(Cluster.id.in_(list(run_clusters)),
+                                                ~exists().where(Keyword.cluster_id == Cluster.id)))
+    for name, target in zip(names, targets, strict=True):
+        if name is not None:
+            await session.execute(update(Cluster).where(Cluster.id == target).values(name=name)
+                                  .execution_options(synchronize_session=False))
+    result = Consolidated(clusters_before=len(run_clusters), clusters_after=sum(n is not None for n in names),
                           keywords_moved=moved, joined_earlier=joined_earlier)
     await _record(deps, session, run, ref, result)
     return result
-
-
-async def _new_cluster(session: AsyncSession, site_id: int, community: ClusterOut) -> int:
-    """A cluster for a community no run cluster holds (rare: the run had fewer clusters than communities);
-    named after it, with a number when the site already has that name."""
-    base = community.name[:290]
-    name, number = community.name[:300], 1
-    while await session.scalar(select(exists().where(Cluster.site_id == site_id, Cluster.name == name))):
-        number += 1
-        name = f"{base} ({number})"
-    cluster = Cluster(site_id=site_id, name=name, description=community.description, status="new")
-    session.add(cluster)
-    await session.flush()
-    return cluster.id
-
-
-async def _rename_if_free(session: AsyncSession, site_id: int, cluster_id: int, community: ClusterOut) -> None:
-    """Name a kept run cluster after its community, unless another cluster of the site has that name."""
-    name = community.name[:300]
-    await session.execute(
-        update(Cluster).where(Cluster.id == cluster_id, Cluster.name != name,
-                              ~exists().where(Cluster.site_id == site_id, Cluster.name == name))
-        .values(name=name, description=community.description)
-        .execution_options(synchronize_session=False))
 
 
 async def _record(deps: Deps, session: AsyncSession, run: AutomationRun, ref: RunRef, result: Consolidated) -> None:
@@ -192,9 +207,9 @@ async def _record(deps: Deps, session: AsyncSession, run: AutomationRun, ref: Ru
     stage_result.update(items_out=result.clusters_after, clusters_before_consolidation=result.clusters_before)
     run.stage_1_result = stage_result
     deps.logger.log_stage_progress(
-        session, ref, 1, f"clusters consolidated over the run's keywords: {result.clusters_before} -> "
-                         f"{result.clusters_after} new clusters, {result.keywords_moved} keywords moved"
-                         + (f" ({result.joined_earlier} into clusters from earlier runs)" if result.joined_earlier
-                            else ""))
+        session, ref, 1, f"clusters consolidated over the run's keywords: the batches' {result.clusters_before} "
+                         f"clusters became {result.clusters_after}"
+                         + (f"; {result.joined_earlier} keywords joined clusters from earlier runs"
+                            if result.joined_earlier else ""))
     log.info("run %s: clusters consolidated %d -> %d, %d keywords moved", run.run_id, result.clusters_before,
              result.clusters_after, result.keywords_moved)

@@ -76,7 +76,7 @@ class IdeasOutput:
 
 class IdeasStage:
     stage = BY_NUMBER[2]
-    sequential = False
+    sequential_above: int | None = None
 
     async def before_planning(self, deps: Deps, session: AsyncSession, run: AutomationRun, ref: RunRef) -> None:
         """Stage 1's clusters are drawn again over the whole run before their ideas are planned, in the

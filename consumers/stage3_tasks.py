@@ -14,7 +14,7 @@ from shared.seed_queries import eligible_ideas
 
 class TasksStage:
     stage = BY_NUMBER[3]
-    sequential = False
+    sequential_above: int | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[tuple[int, str]]:
         rows = (await session.execute(

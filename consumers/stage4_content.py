@@ -16,7 +16,7 @@ from shared.seed_queries import eligible_tasks
 
 class ContentStage:
     stage = BY_NUMBER[4]
-    sequential = False
+    sequential_above: int | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> dict[int, IdeaIn]:
         rows = (await session.execute(

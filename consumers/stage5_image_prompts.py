@@ -19,7 +19,7 @@ from shared.seed_queries import eligible_drafts
 
 class ImagePromptsStage:
     stage = BY_NUMBER[5]
-    sequential = False
+    sequential_above: int | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[ArticleIn]:
         rows = (await session.execute(

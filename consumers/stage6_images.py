@@ -37,7 +37,7 @@ class StoredImage:
 
 class ImagesStage:
     stage = BY_NUMBER[6]
-    sequential = False
+    sequential_above: int | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[PendingImage]:
         rows = (await session.execute(LOAD_PENDING, {"ids": item_ids, "site_id": site_id})).all()

@@ -66,6 +66,17 @@ async def partition(sessions, site_id: int) -> dict[str, frozenset[str]]:  # typ
     return {keyword: frozenset(groups[cluster_id]) for keyword, cluster_id in rows}
 
 
+async def named_in_order(sessions, site_id: int) -> list[tuple[str, frozenset[str]]]:  # type: ignore[no-untyped-def]
+    """(name, keywords) of the site's clusters, by id."""
+    async with sessions() as session:
+        rows = (await session.execute(select(Cluster.id, Cluster.name, Keyword.keyword).join(
+            Keyword, Keyword.cluster_id == Cluster.id).where(Cluster.site_id == site_id))).all()
+    clusters: dict[int, tuple[str, set[str]]] = {}
+    for cluster_id, name, keyword in rows:
+        clusters.setdefault(cluster_id, (name, set()))[1].add(keyword)
+    return [(name, frozenset(keywords)) for _, (name, keywords) in sorted(clusters.items())]
+
+
 async def test_the_clusters_are_the_same_whatever_the_order_of_the_keywords(deps, sessions) -> None:
     pairs = labelled()
     shuffled = pairs[:]
@@ -75,6 +86,8 @@ async def test_the_clusters_are_the_same_whatever_the_order_of_the_keywords(deps
         await through_stage_1(deps, site)
     ours, theirs = await partition(sessions, first.id), await partition(sessions, second.id)
     assert ours == theirs
+    # and the clusters' names and order (stage 2 seeds its writer by name and orders clusters by id)
+    assert await named_in_order(sessions, first.id) == await named_in_order(sessions, second.id)
     topic = dict(pairs)
     keywords = sorted(ours)
     names = {group: number for number, group in enumerate(set(ours.values()))}
