@@ -4,7 +4,6 @@ run control is down (issue 13). Real database and broker, the test's own queue p
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -65,11 +64,11 @@ async def test_the_api_engine_pool_follows_db_pool_size(app: FastAPI) -> None:
 async def test_run_now_with_run_control_down_answers_503_at_once_and_queues_nothing(
         client, api_settings, sessions, make_module_site) -> None:
     site, key = await new_site(sessions, make_module_site)
-    started = time.monotonic()
     answer = await client.post(f"{BASE}/run_now/", params={"site_id": site.id}, headers=key)
+    # a 503 comes only from the check before anything is sent, never after the wait for control (that
+    # answers 202 `queued`): "at once" is this branch, not a timing, which a loaded machine would break
     assert answer.status_code == 503, answer.text
     assert answer.json()["detail"].startswith("run control is not consuming")
-    assert time.monotonic() - started < 3
     assert await control_queue_depth(api_settings) == 0  # nothing left to start a run when control comes back
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(AutomationRun)
