@@ -23,7 +23,6 @@ from consumers.deps import BatchContext, Deps, StageWork
 from consumers.planning import (
     EMIT_NEXT,
     StageTotals,
-    batch_type,
     complete_stage,
     lock_run,
     process_batch_payload_sql,
@@ -179,7 +178,7 @@ async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, o
                 "token": claim.token, "items_out": items_out, "ai_calls": ai_calls,
                 # no window (None): every batch was queued when the stage was planned
                 "count": 0 if window_size(deps, work, claim.items_in) is None else 1,
-                "batch_type": batch_type(ctx.stage), "run_id": run.run_id, "log_message": message,
+                "batch_type": ProcessBatch.type_for(ctx.stage), "run_id": run.run_id, "log_message": message,
             })).one()
             if not row.paid:
                 raise await insufficient(session, run.account_id, credits)

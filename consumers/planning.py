@@ -128,11 +128,6 @@ def process_batch_payload_sql(batch_id: str) -> str:
         'type', CAST(:batch_type AS text), 'run_id', CAST(:run_id AS text), 'batch_id', {batch_id})"""
 
 
-def batch_type(stage: int) -> str:
-    """The `type` (and routing key) of a stage's `ProcessBatch` messages."""
-    return f"stage.{stage}.batch"
-
-
 async def emit_window(session: AsyncSession, *, run_pk: int, run_id: str, stage: int, count: int | None) -> int:
     """Queue the messages of the next `count` unemitted batches (all when None); returns how many.
     One prepared statement: it runs after every batch, so it is not rebuilt each time."""

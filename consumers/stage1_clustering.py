@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +42,22 @@ async def load_candidates(session: AsyncSession, site_id: int, patterns: list[st
 
 
 
+async def sample_members(session: AsyncSession, cluster_ids: list[int], leave_out: Select[Any] | None = None
+                         ) -> dict[int, list[str]]:
+    """Up to EXISTING_SAMPLE member keywords of each cluster, the oldest first (ids in `leave_out`, a
+    subquery of keyword ids, not counted): what shows the clusterer what a cluster is about."""
+    numbered = (select(Keyword.cluster_id, Keyword.keyword,
+                       func.row_number().over(partition_by=Keyword.cluster_id, order_by=Keyword.id).label("n"))
+                .where(Keyword.cluster_id.in_(cluster_ids),
+                       *(() if leave_out is None else (Keyword.id.not_in(leave_out),))).subquery())
+    members: dict[int, list[str]] = {}
+    for cluster_id, keyword in await session.execute(
+            select(numbered.c.cluster_id, numbered.c.keyword).where(numbered.c.n <= EXISTING_SAMPLE)
+            .order_by(numbered.c.cluster_id, numbered.c.n)):
+        members.setdefault(cluster_id, []).append(keyword)
+    return members
+
+
 class ClusteringStage:
     stage = BY_NUMBER[1]
     sequential_above: int | None = CONSOLIDATE_LIMIT
@@ -53,16 +71,8 @@ class ClusteringStage:
         # two plain statements, not one: joined, the candidates were ranked twice and a misestimated
         # join sampled every candidate's members once per candidate (640 ms a batch at 7,000 clusters)
         candidates = await load_candidates(session, site_id, significant_words(k.text for k in keywords))
-        members: dict[int, list[str]] = {cluster_id: [] for cluster_id in candidates}
-        if candidates:
-            numbered = (select(Keyword.cluster_id, Keyword.keyword,
-                               func.row_number().over(partition_by=Keyword.cluster_id, order_by=Keyword.id).label("n"))
-                        .where(Keyword.cluster_id.in_(list(candidates))).subquery())
-            for cluster_id, keyword in await session.execute(
-                    select(numbered.c.cluster_id, numbered.c.keyword).where(numbered.c.n <= EXISTING_SAMPLE)
-                    .order_by(numbered.c.cluster_id, numbered.c.n)):
-                members[cluster_id].append(keyword)
-        existing = [ExistingCluster(id=cid, name=candidates[cid], keywords=tuple(members[cid]))
+        members = await sample_members(session, list(candidates)) if candidates else {}
+        existing = [ExistingCluster(id=cid, name=candidates[cid], keywords=tuple(members.get(cid, ())))
                     for cid in sorted(candidates)]
         return keywords, existing
 

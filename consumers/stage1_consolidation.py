@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import Select, delete, exists, func, select, update
@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ai.base import ClusterOut, ExistingCluster, KeywordIn
 from ai.local_cluster import consolidate
 from consumers.deps import Deps
-from consumers.stage1_clustering import CANDIDATE_CLUSTERS, CONSOLIDATE_LIMIT, EXISTING_SAMPLE
+from consumers.stage1_clustering import CANDIDATE_CLUSTERS, CONSOLIDATE_LIMIT, sample_members
 from shared.automation_logger import RunRef
 from shared.models import AutomationRun, Cluster, Keyword, RunStage, StageBatch
 
@@ -68,28 +68,19 @@ async def _run_keywords(session: AsyncSession, run: AutomationRun) -> list[tuple
     return [(r.id, r.keyword, r.volume, r.cluster_id) for r in rows]
 
 
-async def _earlier_clusters(session: AsyncSession, run: AutomationRun, holding: Counter[int]
-                            ) -> list[ExistingCluster]:
-    """The site's clusters from before the run that consolidation may add keywords to: those the run's
-    batches put keywords in (most first), then, on a site with few clusters, all of them; at most
-    CANDIDATE_CLUSTERS, each with up to EXISTING_SAMPLE of its own (pre-run) keywords."""
-    earlier = (await session.scalars(select(Cluster.id).where(
-        Cluster.site_id == run.site_id, Cluster.created_at < run.started_at).order_by(Cluster.id))).all()
+async def _earlier_clusters(session: AsyncSession, run: AutomationRun, site_clusters: dict[int, str],
+                            holding: Counter[int]) -> list[ExistingCluster]:
+    """The site's clusters from before the run (`site_clusters`, id -> name) that consolidation may add
+    keywords to: those the run's batches put keywords in (most first), then, on a site with few clusters,
+    all of them; at most CANDIDATE_CLUSTERS, each with up to EXISTING_SAMPLE of its own (pre-run) keywords."""
+    earlier = sorted(site_clusters)
     chosen = sorted((c for c in earlier if holding[c]), key=lambda c: (-holding[c], c))[:CANDIDATE_CLUSTERS]
     if len(earlier) <= CANDIDATE_CLUSTERS:
-        chosen = list(earlier)
+        chosen = earlier
     if not chosen:
         return []
-    names = dict((await session.execute(select(Cluster.id, Cluster.name).where(Cluster.id.in_(chosen)))).all())
-    numbered = (select(Keyword.cluster_id, Keyword.keyword,
-                       func.row_number().over(partition_by=Keyword.cluster_id, order_by=Keyword.id).label("n"))
-                .where(Keyword.cluster_id.in_(chosen), Keyword.id.not_in(_run_keyword_ids(run))).subquery())
-    members: dict[int, list[str]] = defaultdict(list)
-    for cluster_id, text in await session.execute(
-            select(numbered.c.cluster_id, numbered.c.keyword).where(numbered.c.n <= EXISTING_SAMPLE)
-            .order_by(numbered.c.cluster_id, numbered.c.n)):
-        members[cluster_id].append(text)
-    return [ExistingCluster(id=c, name=names[c], keywords=tuple(members[c])) for c in sorted(chosen)]
+    members = await sample_members(session, chosen, leave_out=_run_keyword_ids(run))
+    return [ExistingCluster(id=c, name=site_clusters[c], keywords=tuple(members.get(c, ()))) for c in sorted(chosen)]
 
 
 def _final_names(communities: list[ClusterOut], taken: set[str]) -> list[str | None]:
@@ -153,10 +144,10 @@ async def consolidate_run(deps: Deps, session: AsyncSession, run: AutomationRun,
                                                         f"than the {CONSOLIDATE_LIMIT} one pass takes")
         return None
     current = {kid: cluster_id for kid, _, _, cluster_id in rows}
-    earlier = await _earlier_clusters(session, run, Counter(current.values()))
-    earlier_ids = {c.id for c in earlier}
     site_clusters = dict((await session.execute(select(Cluster.id, Cluster.name).where(
         Cluster.site_id == run.site_id, Cluster.created_at < run.started_at))).all())
+    earlier = await _earlier_clusters(session, run, site_clusters, Counter(current.values()))
+    earlier_ids = {c.id for c in earlier}
     run_clusters = dict((await session.execute(select(Cluster.id, Cluster.name).where(
         Cluster.id.in_(set(current.values()) - set(site_clusters))))).all())
     keywords = [KeywordIn(id=kid, text=text, volume=volume) for kid, text, volume, _ in rows]

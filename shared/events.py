@@ -110,7 +110,12 @@ class ProcessBatch(Message):
 
     @classmethod
     def for_stage(cls, run_id: str, stage: int, batch_id: int) -> ProcessBatch:
-        return cls(type=f"stage.{stage}.batch", run_id=run_id, batch_id=batch_id)
+        return cls(type=cls.type_for(stage), run_id=run_id, batch_id=batch_id)
+
+    @staticmethod
+    def type_for(stage: int) -> str:
+        """The `type` (and routing key) of a stage's batch messages; the finish statement writes it in SQL."""
+        return f"stage.{stage}.batch"
 
 
 # --- events ---------------------------------------------------------------------------

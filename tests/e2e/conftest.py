@@ -22,6 +22,10 @@ from producers.client import AutomationClient
 from shared.settings import Settings
 from shared.topology import Topology
 
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by scripts/setup-browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
 
 async def delete_topology(settings: Settings) -> None:
     """Remove every exchange and queue of a prefix (the test's own)."""
@@ -116,3 +120,22 @@ async def api_server(settings: Settings, output_dir: Path) -> AsyncIterator[str]
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    """Headless Chromium through Playwright, one per test module (the modules that use it skip without it)."""
+    from playwright import async_api as playwright_api
+
+    async with playwright_api.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(output_dir: Path) -> Path:
+    """Where the browser tests' screenshots go: `<output_dir>/screenshots/<test name>.png`."""
+    folder = output_dir / "screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder

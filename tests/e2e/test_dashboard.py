@@ -35,11 +35,8 @@ from shared.api_keys import create_api_key
 from shared.catalogue import STAGES
 from shared.models import Account, AutomationRun, RunStage
 from shared.settings import Settings
-from tests.e2e.conftest import api_server, fleet_with, wait_for
+from tests.e2e.conftest import CHROMIUM, api_server, fleet_with, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BASE = "/api/v1/automation"
 ZONE = "America/New_York"
 DESKTOP = {"width": 1366, "height": 900}
@@ -71,22 +68,6 @@ async def server(dash_settings: Settings, output_dir) -> AsyncIterator[str]:
     """`automation api` in a background process on a free port; yields its base URL."""
     async with api_server(dash_settings, output_dir) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-async def browser():
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture(scope="module")
-def shots(output_dir) -> Path:
-    """Where the screenshots go: `<output_dir>/screenshots/<test name>.png`."""
-    folder = output_dir / "screenshots"
-    folder.mkdir(exist_ok=True)
-    return folder
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ from pydantic import SecretStr
 
 from shared.api_keys import create_api_key
 from shared.settings import Settings
-from tests.e2e.conftest import api_server
-from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import CHROMIUM, api_server
 from tests.notify_receivers import Receiver
 
 pytestmark = pytest.mark.e2e
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: run scripts/setup-browser (Debian's chromium)", allow_module_level=True)
 
 from playwright import async_api as playwright_api  # noqa: E402  (installed by scripts/setup-browser)
 
@@ -33,17 +34,15 @@ async def server(settings: Settings, sessions, output_dir) -> AsyncIterator[str]
 
 
 @pytest.fixture
-async def page(output_dir):
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        tab = await (await chromium.new_context(viewport={"width": 1440, "height": 1000})).new_page()
-        errors: list[str] = []
-        tab.on("pageerror", lambda error: errors.append(str(error)))
-        yield tab
-        (output_dir / "screenshots").mkdir(exist_ok=True)
-        await tab.screenshot(path=output_dir / "screenshots" / "notifications-panel.png", full_page=True)
-        await chromium.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
+async def page(browser, shots):
+    context = await browser.new_context(viewport={"width": 1440, "height": 1000})
+    tab = await context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    await tab.screenshot(path=shots / "notifications-panel.png", full_page=True)
+    await context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 async def test_the_notifications_panel_adds_a_webhook_tests_it_rotates_its_secret_and_deletes_it(

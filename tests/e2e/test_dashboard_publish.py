@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from shared.settings import Settings
 from tests.e2e.conftest import api_server, fleet_with, wait_for
-from tests.e2e.test_dashboard import BASE, CHROMIUM, CHROMIUM_ARGS, new_site, run_to_completion, sign_in
+from tests.e2e.test_dashboard import BASE, new_site, run_to_completion, sign_in
 from tests.wordpress import ThrowawayWordPress, throwaway_wordpress
 
 pytestmark = pytest.mark.e2e
@@ -54,21 +54,6 @@ async def server(settings: Settings, sessions, output_dir: Path, wordpress) -> A
                           secret_key=SecretStr(uuid.uuid4().hex * 2), **PUBLISHING) as (_fleet, own):
         async with api_server(own, output_dir) as base:
             yield base
-
-
-@pytest.fixture(scope="module")
-async def browser():
-    async with playwright_api.async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture(scope="module")
-def shots(output_dir: Path) -> Path:
-    folder = output_dir / "screenshots"
-    folder.mkdir(exist_ok=True)
-    return folder
 
 
 @pytest.fixture

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlalchemy import delete
 
+from producers.api.app import create_app
 from shared.models import OutboxMessage
 from tests.support import close_buses
 
@@ -25,3 +27,13 @@ async def empty_outbox(sessions) -> AsyncIterator[None]:
     yield
     await close_buses()
     await empty()
+
+
+@pytest.fixture(scope="module")
+async def client(settings, sessions) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP API in this process (its lifespan run), on the worker's database; a module needing other
+    settings defines its own `client`."""
+    app = create_app(settings, {})
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            yield http

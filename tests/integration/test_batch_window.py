@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 
 from ai.simulated import SimulatedProvider
 from consumers.deps import Deps
-from consumers.planning import batch_type, process_batch_payload_sql
+from consumers.planning import process_batch_payload_sql
 from shared.automation_logger import log_file_name, run_log_dir
 from shared.events import ProcessBatch, ResumeRun, StartRun
 from shared.models import AutomationRun, RunLogLine, StageBatch
@@ -138,7 +138,7 @@ async def test_the_refill_message_built_in_sql_is_the_one_python_builds(deps):
                "FROM unnest(CAST(:ids AS bigint[])) AS b(id) ORDER BY b.id")
     before = datetime.now(UTC)
     async with deps.sessions() as session:
-        payloads = (await session.scalars(sql, {"ids": [7, 2**40], "batch_type": batch_type(3),
+        payloads = (await session.scalars(sql, {"ids": [7, 2**40], "batch_type": ProcessBatch.type_for(3),
                                                 "run_id": "run_x-1.2:3"})).all()
     after = datetime.now(UTC)
     messages = [ProcessBatch.model_validate_json(json.dumps(p)) for p in payloads]
@@ -150,7 +150,7 @@ async def test_the_refill_message_built_in_sql_is_the_one_python_builds(deps):
         expected = ProcessBatch.for_stage("run_x-1.2:3", 3, batch_id)
         assert message.model_dump(exclude={"event_id", "occurred_at"}) == \
             expected.model_dump(exclude={"event_id", "occurred_at"})
-        assert message.routing_key() == expected.routing_key() == batch_type(3)
+        assert message.routing_key() == expected.routing_key() == ProcessBatch.type_for(3)
     # the same keys and value types as the Python-built payload (the form `add_events` stores)
     python_built = json.loads(ProcessBatch.for_stage("run_x-1.2:3", 3, 7).model_dump_json())
     assert {k: type(v) for k, v in payloads[0].items()} == {k: type(v) for k, v in python_built.items()}

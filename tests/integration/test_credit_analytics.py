@@ -11,14 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 
-import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from producers.api.app import create_app
 from shared import analytics
 from shared.api_keys import create_api_key
 from shared.credits import grant
@@ -28,14 +26,6 @@ from tests.support import Bus
 
 BASE = "/api/v1/automation/credits"
 QUICK = {"stage_4_batch_size": 8, "stage_5_batch_size": 8, "stage_6_batch_size": 16}
-
-
-@pytest.fixture(scope="module")
-async def client(settings, sessions) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, {})
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-            yield http
 
 
 async def test_usage_and_balance_equal_the_ledger(client, deps, make_site):

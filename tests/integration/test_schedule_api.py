@@ -3,25 +3,14 @@ run times before and after saving; refusals that name what to change and change 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 
-from producers.api.app import create_app
 from shared.api_keys import create_api_key
 
 BASE = "/api/v1/automation"
-
-
-@pytest.fixture(scope="module")
-async def client(settings, sessions) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, {})
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-            yield http
 
 
 async def site_and_key(deps, make_site):

@@ -3,13 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import httpx
-import pytest
 from sqlalchemy import func, select
 
-from producers.api.app import create_app
 from shared.api_keys import create_api_key
 from shared.events import StartRun
 from shared.models import AutomationRun
@@ -18,14 +13,6 @@ from tests.support import Bus
 BASE = "/api/v1/automation"
 ZERO = {"new keywords": 0, "clusters without ideas": 0, "new ideas": 0, "queued tasks": 0,
         "drafts without images": 0, "pending images": 0}
-
-
-@pytest.fixture(scope="module")
-async def client(settings, sessions) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, {})
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-            yield http
 
 
 async def runs_of(deps, site_id: int) -> int:
