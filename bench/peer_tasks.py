@@ -224,7 +224,7 @@ async def _plan(worker: _Worker, run_pk: int, site_id: int, stage: int) -> list[
     async with worker.sessions() as session, session.begin():
         size = int(await session.scalar(text(f"SELECT stage_{stage}_batch_size FROM automation_configs "
                                              "WHERE site_id = :site_id"), {"site_id": site_id}) or 1)
-        batches, items = await insert_batches(session, run_pk, work, site_id, size)
+        batches, items = await insert_batches(session, run_pk, work.stage.number, site_id, size)
         await session.execute(NEW_STAGE, {"run_pk": run_pk, "stage": stage, "batches": batches, "items": items})
         return list((await session.scalars(STAGE_BATCHES, {"run_pk": run_pk, "stage": stage})).all())
 

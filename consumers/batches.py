@@ -3,8 +3,9 @@
 The batch row is the unit of idempotency. A batch is claimed only while pending (or its
 lease has run out) and its run is `running`; the AI call happens outside any transaction;
 then one transaction writes the outputs, the credit charge, the batch's `done` state, the
-stage counters, the refill of the run's window and, for the stage's last batch, the stage
-result and `stage.N.completed` (`consumers.planning.complete_stage`).
+stage counters, the refill of the run's window, in a streamed run the batches of the next stage
+made of what this one produced (`HAND_ON`) and, for the stage's last batch, the stage result and
+`stage.N.completed` (`consumers.planning.complete_stage`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from consumers.deps import BatchContext, Deps, StageWork
 from consumers.planning import (
     EMIT_NEXT,
     StageTotals,
+    complete_ready_stages,
     complete_stage,
     lock_run,
     process_batch_payload_sql,
+    streamed_window,
     window_size,
 )
 from shared.automation_logger import RunRef
@@ -59,6 +62,7 @@ class Claim:
     seq: int
     batches_total: int  # of its stage, for the progress line
     items_in: int  # of its stage: how big the run's window is (`window_size`)
+    streaming: bool  # the run streams this stage or the next (`consumers.planning`): finish takes the run lock first
 
 
 CLAIM = text("""
@@ -70,7 +74,9 @@ CLAIM = text("""
      WHERE b.id = :batch_id AND b.stage = :stage AND r.id = b.run_id AND r.run_id = :run_id
        AND s.id = r.site_id AND r.status = 'running' AND rs.run_id = b.run_id AND rs.stage = b.stage
        AND (b.status = 'pending' OR (b.status = 'claimed' AND b.lease_expires_at < now()))
- RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id, b.seq, rs.batches_total, rs.items_in
+ RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id, b.seq, rs.batches_total, rs.items_in,
+           rs.streamed OR EXISTS (SELECT FROM run_stages AS n WHERE n.run_id = b.run_id AND n.stage = b.stage + 1
+                                                              AND n.streamed) AS streaming
 """)
 
 
@@ -94,7 +100,7 @@ async def claim_batch(deps: Deps, command: ProcessBatch, session: AsyncSession) 
     run = RunRef(pk=row.run_pk, run_id=command.run_id, site_id=row.site_id, account_id=row.account_id)
     ctx = BatchContext(run=run, batch_id=command.batch_id, stage=command.stage, settings=deps.settings)
     return Claim(batch_id=command.batch_id, token=token, item_ids=list(row.item_ids), ctx=ctx, seq=row.seq,
-                 batches_total=row.batches_total, items_in=row.items_in)
+                 batches_total=row.batches_total, items_in=row.items_in, streaming=row.streaming)
 
 
 async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
@@ -140,9 +146,63 @@ FINISH = text(f"""
         SELECT :run_pk, :stage, 'INFO', :log_message FROM batch
     )
     SELECT EXISTS (SELECT FROM paid) AS paid, counters.*, (SELECT count(*) FROM run) AS runs,
-           (SELECT count(*) FROM emitted) AS refilled
+           (SELECT count(*) FROM emitted) AS refilled,
+           (SELECT u.status = 'completed' FROM run_stages AS u
+             WHERE u.run_id = :run_pk AND u.stage = :stage - 1) AS upstream_completed,
+           (SELECT s.streamed FROM run_stages AS s WHERE s.run_id = :run_pk AND s.stage = :stage) AS streamed
       FROM (SELECT 1) AS one LEFT JOIN counters ON true
 """)
+
+# A streamed run's batch finish takes the run's row lock before anything else (`finish_batch`).
+LOCK_RUN = text("SELECT FROM automation_runs WHERE id = :run_pk FOR NO KEY UPDATE")
+
+# A streamed run: the items a batch made (:ids) become batches of the next stage (:next) in the batch's
+# transaction, chunked by the size the stage was opened with, numbered after its last batch, the first of
+# them queued as far as the stage's window (:window, NULL: no window) has room beside what is in flight or
+# waiting, and counted in the stage's totals. Nothing when the next stage is not an open streamed stage.
+HAND_ON = text(f"""
+    WITH target AS (
+        SELECT batch_size FROM run_stages
+         WHERE run_id = :run_pk AND stage = :next AND streamed AND status = 'planned'
+    ), numbered AS (
+        SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM unnest(CAST(:ids AS integer[])) AS t(id)
+    ), chunks AS (
+        SELECT CAST(numbered.n / target.batch_size AS integer) AS k, array_agg(numbered.id ORDER BY numbered.id) AS ids
+          FROM numbered, target GROUP BY 1
+    ), base AS (
+        SELECT coalesce(max(seq) + 1, 0) AS seq FROM stage_batches WHERE run_id = :run_pk AND stage = :next
+    ), room AS (  -- the window less what is in flight or waiting for room already (those go first)
+        SELECT CAST(:window AS integer) - count(*) AS n FROM stage_batches
+         WHERE run_id = :run_pk AND stage = :next AND status <> 'done'
+    ), inserted AS (
+        INSERT INTO stage_batches (run_id, stage, seq, item_ids, status, attempts, items_out, credits, emitted_at)
+        SELECT :run_pk, :next, base.seq + chunks.k, chunks.ids, 'pending', 0, 0, 0,
+               CASE WHEN room.n IS NULL OR chunks.k < room.n THEN now() END
+          FROM chunks, base, room
+     RETURNING id, emitted_at, cardinality(item_ids) AS items
+    ), emitted AS (
+        INSERT INTO outbox (routing_key, payload)
+        SELECT CAST(:batch_type AS text), {process_batch_payload_sql("inserted.id")}
+          FROM inserted WHERE emitted_at IS NOT NULL ORDER BY inserted.id
+     RETURNING id
+    ), grown AS (
+        UPDATE run_stages SET batches_total = batches_total + (SELECT count(*) FROM inserted),
+               items_in = items_in + (SELECT coalesce(sum(items), 0) FROM inserted)
+         WHERE run_id = :run_pk AND stage = :next AND EXISTS (SELECT FROM inserted)
+     RETURNING batches_total
+    )
+    SELECT (SELECT count(*) FROM grown) AS grown, (SELECT count(*) FROM emitted) AS emitted
+""")
+
+
+async def hand_on(deps: Deps, session: AsyncSession, claim: Claim, ids: list[int]) -> int:
+    """Append the items a streamed run's batch made as batches of the next stage; returns how many of
+    those batches were queued at once."""
+    stage = claim.ctx.stage + 1
+    row = (await session.execute(HAND_ON, {
+        "run_pk": claim.ctx.run.pk, "next": stage, "ids": ids, "window": streamed_window(deps),
+        "batch_type": ProcessBatch.type_for(stage), "run_id": claim.ctx.run.run_id})).one()
+    return int(row.emitted)
 
 
 async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, outputs: Any, ai_calls: int = 0
@@ -172,6 +232,11 @@ async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, o
                            f"{spec.input_name} -> {items_out} {spec.output_name}, {credits} credits")
             deps.logger.file_line(session, run, ctx.stage, message)
             await session.flush()
+            if claim.streaming:
+                # Every finish of a streamed run locks the run first: the lock order is then the same for a
+                # batch that hands on to the next stage's row and one of that stage (run, account, batch,
+                # run stages), and each statement after it sees every earlier finish of the run committed.
+                await session.execute(LOCK_RUN, {"run_pk": run.pk})
             row = (await session.execute(FINISH, {
                 **charge_params(account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,
                                 stage=ctx.stage),
@@ -185,11 +250,16 @@ async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, o
             if row.batches_done is None:
                 raise ClaimLost
             refilled = row.refilled
-            last = row.batches_done == row.batches_total
+            if claim.streaming and written is not None and written.handed_on:
+                refilled += await hand_on(deps, session, claim, written.handed_on)
+            # a streamed stage is over when the stage feeding it is, and its own batches are done
+            last = row.batches_done == row.batches_total and (not row.streamed or bool(row.upstream_completed))
             if last:
                 totals = StageTotals(stage=ctx.stage, batches_total=row.batches_total, items_in=row.items_in,
                                      items_out=row.items_out, credits=row.credits, ai_calls=row.ai_calls)
-                await complete_stage(deps, session, run, totals, work)
+                await complete_stage(deps, session, run, totals)
+                if claim.streaming:
+                    await complete_ready_stages(deps, session, run)
     except ClaimLost:
         log.warning("batch %s: claim lost before finishing; outputs discarded", claim.batch_id)
         return False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,10 +43,12 @@ class BatchContext:
 
 @dataclass
 class Written:
-    """What a batch wrote: outputs created and credits to charge."""
+    """What a batch wrote: outputs created, credits to charge, and the ids of the items it made for the
+    next stage, which a streamed run hands on as that stage's batches in the same transaction."""
 
     items_out: int
     credits: int
+    handed_on: list[int] = field(default_factory=list)
 
 
 class StageWork(Protocol):

@@ -11,6 +11,15 @@ bigger than its stage's `sequential_above` (stage 1 beyond what its consolidatio
 of one: each batch sees what the batches before it wrote, so its result is the same whatever the
 consumers' concurrency.
 
+Streaming (`stream_stages`, on by default): planning stage 2 also opens stages 3-6 as *streamed*
+stages, each with the batches of what is already waiting for it. From then on every batch that
+finishes appends the items it made as batches of the next stage, in its own transaction
+(`consumers.batches`, `HAND_ON`), so an idea becomes a task, an article, prompts and images, and
+reaches review, while the rest of the run is still being worked on. A streamed stage completes when
+the stage before it has completed and its own batches are done (`complete_ready_stages`); then
+`stage.N.completed` fires as it always did. Every batch finish of a streamed run takes the run's
+row lock first, so those finishes see each other's work and never deadlock.
+
 Every plan trigger is checked against the run's state (`check_trigger`): a stage is planned only
 when the stage before it completed, and a command naming another state is poison.
 """
@@ -18,6 +27,7 @@ when the stage before it completed, and a command naming another state is poison
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,7 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from consumers.deps import Deps, StageWork
 from shared.automation_logger import RunRef
-from shared.catalogue import LAST_STAGE
+from shared.catalogue import BATCH_STAGES, BY_NUMBER, LAST_STAGE
 from shared.credits import estimate_for_site
 from shared.db import analyze_if_stale
 from shared.events import ProcessBatch, RequestStage, RunStateChanged, StageCompleted, planned_stage
@@ -38,6 +48,10 @@ from shared.outbox import add_events
 from shared.seed_queries import eligible_ids
 
 log = logging.getLogger("automation.planning")
+# Planning this stage opens the batch stages after it as streamed stages (with `stream_stages` on): it is
+# the first stage planned after stage 1's clusters are final (consolidated).
+STREAMS_FROM = 2
+STREAMED_STAGES = tuple(s for s in BATCH_STAGES if s > STREAMS_FROM)
 
 
 def now() -> datetime:
@@ -143,17 +157,22 @@ def window_size(deps: Deps, work: StageWork, items: int) -> int | None:
     everything)."""
     if work.sequential_above is not None and items > work.sequential_above:
         return 1
+    return streamed_window(deps)
+
+
+def streamed_window(deps: Deps) -> int | None:
+    """The window of a streamed stage (none of them ever works one batch at a time)."""
     return deps.settings.batch_window or None
 
 
-async def insert_batches(session: AsyncSession, run_pk: int, work: StageWork, site_id: int, size: int
+async def insert_batches(session: AsyncSession, run_pk: int, stage: int, site_id: int, size: int
                          ) -> tuple[int, int]:
     """Chunk the stage's eligible ids into batch rows inside the database (no id list in
     memory, however big the stage); returns (batches, items)."""
-    eligible = eligible_ids(work.stage.number, site_id).subquery()
+    eligible = eligible_ids(stage, site_id).subquery()
     numbered = select(eligible.c.id, (func.row_number().over(order_by=eligible.c.id) - 1).label("n")).subquery()
     seq = cast(numbered.c.n // size, Integer)
-    chunks = (select(literal(run_pk), literal(work.stage.number), seq,
+    chunks = (select(literal(run_pk), literal(stage), seq,
                      cast(func.array_agg(aggregate_order_by(numbered.c.id, numbered.c.id)), ARRAY(Integer)),
                      literal("pending"), literal(0), literal(0), literal(0))
               .group_by(seq))
@@ -192,17 +211,12 @@ async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: S
         if existing is not None:
             if existing.status == "completed":
                 return
-            open_ids = (await session.scalars(
-                select(StageBatch.id).where(StageBatch.run_id == run.id, StageBatch.stage == stage,
-                                            StageBatch.emitted_at.is_not(None), reclaimable())
-                .order_by(StageBatch.seq))).all()
-            add_events(session, *(ProcessBatch.for_stage(run_id, stage, bid) for bid in open_ids))
-            window = window_size(deps, work, existing.items_in)
-            topped_up = await emit_window(session, run_pk=run.id, run_id=run_id, stage=stage,
-                                          count=None if window is None else window - len(open_ids))
-            deps.logger.log_stage_progress(
-                session, ref, stage, f"re-requested: {len(open_ids)} open batches emitted again, "
-                                     f"{topped_up} more queued")
+            await emit_again(deps, session, ref, existing, window_size(deps, work, existing.items_in))
+            streamed = (await session.scalars(
+                select(RunStage).where(RunStage.run_id == run.id, RunStage.stage > stage, RunStage.streamed,
+                                       RunStage.status == "planned").order_by(RunStage.stage))).all()
+            for streamed_row in streamed:
+                await emit_again(deps, session, ref, streamed_row, streamed_window(deps))
         else:
             prepare = getattr(work, "before_planning", None)  # stage 2: stage 1's clusters consolidated
             if prepare is not None:
@@ -211,21 +225,51 @@ async def plan_stage(deps: Deps, trigger: RequestStage | StageCompleted, work: S
                 return
             config = await session.scalar(select(AutomationConfig).where(AutomationConfig.site_id == site.id))
             size = config.batch_size(stage) if config else 1
-            batches, items = await insert_batches(session, run.id, work, site.id, size)
-            stage_row = RunStage(run_id=run.id, stage=stage, status="planned", batches_total=batches,
-                                 batches_done=0, items_in=items, items_out=0, credits=0, ai_calls=0)
-            session.add(stage_row)
             run.current_stage = stage
             run.last_progress_at = now()
-            deps.logger.log_stage_start(
-                session, ref, stage, f"{items} {work.stage.input_name} in {batches} batches of up to {size}")
-            await session.flush()
-            if batches:
-                await emit_window(session, run_pk=run.id, run_id=run_id, stage=stage,
-                                  count=window_size(deps, work, items))
-            else:
-                await complete_stage(deps, session, ref, StageTotals(stage, 0, items, 0, 0, 0), work)
+            batches, items = await open_stage(session, ref, stage, size, deps=deps,
+                                              window=lambda items: window_size(deps, work, items))
+            if stage == STREAMS_FROM and deps.settings.stream_stages:
+                for later in STREAMED_STAGES:
+                    await open_stage(session, ref, later, config.batch_size(later) if config else 1, deps=deps,
+                                     window=lambda _: streamed_window(deps), streamed=True)
+            if not batches:
+                await complete_stage(deps, session, ref, StageTotals(stage, 0, items, 0, 0, 0))
+                await complete_ready_stages(deps, session, ref)
     deps.relay.wake()
+
+
+async def open_stage(session: AsyncSession, run: RunRef, stage: int, size: int, *, deps: Deps,
+                     window: Callable[[int], int | None], streamed: bool = False) -> tuple[int, int]:
+    """Plan a stage of the run: batch rows for what is eligible now, its `run_stages` row and the
+    first window of messages; returns (batches, items). A streamed stage starts with what was
+    already waiting for it (left by an earlier run) and grows as the stage before it hands on."""
+    batches, items = await insert_batches(session, run.pk, stage, run.site_id, size)
+    session.add(RunStage(run_id=run.pk, stage=stage, status="planned", batches_total=batches, batches_done=0,
+                         items_in=items, items_out=0, credits=0, ai_calls=0, streamed=streamed, batch_size=size))
+    spec = BY_NUMBER[stage]
+    deps.logger.log_stage_start(
+        session, run, stage, f"{items} {spec.input_name} in {batches} batches of up to {size}"
+        + (f"; streamed: more as stage {stage - 1} hands them on" if streamed else ""))
+    await session.flush()
+    if batches:
+        await emit_window(session, run_pk=run.pk, run_id=run.run_id, stage=stage, count=window(items))
+    return batches, items
+
+
+async def emit_again(deps: Deps, session: AsyncSession, run: RunRef, stage_row: RunStage, window: int | None
+                     ) -> None:
+    """A stage asked for again (resume, the watchdog): re-emit its open batches and top its window up."""
+    stage = stage_row.stage
+    open_ids = (await session.scalars(
+        select(StageBatch.id).where(StageBatch.run_id == run.pk, StageBatch.stage == stage,
+                                    StageBatch.emitted_at.is_not(None), reclaimable())
+        .order_by(StageBatch.seq))).all()
+    add_events(session, *(ProcessBatch.for_stage(run.run_id, stage, bid) for bid in open_ids))
+    topped_up = await emit_window(session, run_pk=run.pk, run_id=run.run_id, stage=stage,
+                                  count=None if window is None else window - len(open_ids))
+    deps.logger.log_stage_progress(
+        session, run, stage, f"re-requested: {len(open_ids)} open batches emitted again, {topped_up} more queued")
 
 
 async def pause_if_unaffordable(deps: Deps, session: AsyncSession, run: AutomationRun, site: Site, stage: int
@@ -251,12 +295,12 @@ async def pause_if_unaffordable(deps: Deps, session: AsyncSession, run: Automati
     return True
 
 
-async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_row: StageTotals,
-                         work: StageWork) -> None:
+async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_row: StageTotals) -> None:
     """Record the stage result and announce `stage.N.completed` (in the caller's transaction)."""
     stage = stage_row.stage
+    spec = BY_NUMBER[stage]
     result = {
-        "input": work.stage.input_name, "output": work.stage.output_name,
+        "input": spec.input_name, "output": spec.output_name,
         "items_in": stage_row.items_in, "items_out": stage_row.items_out,
         "batches": stage_row.batches_total, "credits": stage_row.credits, "ai_calls": stage_row.ai_calls,
     }
@@ -269,6 +313,24 @@ async def complete_stage(deps: Deps, session: AsyncSession, run: RunRef, stage_r
                                    "last_progress_at": finished})
                           .execution_options(synchronize_session=False))
     deps.logger.log_stage_complete(
-        session, run, stage, f"{result['items_in']} {work.stage.input_name} in, {result['items_out']} "
-                             f"{work.stage.output_name} out, {result['credits']} credits, {result['batches']} batches")
+        session, run, stage, f"{result['items_in']} {spec.input_name} in, {result['items_out']} "
+                             f"{spec.output_name} out, {result['credits']} credits, {result['batches']} batches")
     add_events(session, StageCompleted.for_stage(run.run_id, stage, result))
+
+
+async def complete_ready_stages(deps: Deps, session: AsyncSession, run: RunRef) -> None:
+    """After a stage completed, complete in order each streamed stage whose upstream has now completed
+    and whose batches are all done (a streamed stage's last batch may have finished before the stage
+    feeding it did). In the completing transaction, which holds the run's row lock, so a batch of the
+    streamed stage finishing at the same time sees the upstream completed or is seen here as done."""
+    rows = (await session.execute(
+        select(RunStage.stage, RunStage.status, RunStage.streamed, RunStage.batches_done, RunStage.batches_total,
+               RunStage.items_in, RunStage.items_out, RunStage.credits, RunStage.ai_calls)
+        .where(RunStage.run_id == run.pk).order_by(RunStage.stage))).all()
+    completed = {row.stage for row in rows if row.status == "completed"}
+    for row in rows:
+        if (row.streamed and row.stage not in completed and row.stage - 1 in completed
+                and row.batches_done == row.batches_total):
+            await complete_stage(deps, session, run, StageTotals(row.stage, row.batches_total, row.items_in,
+                                                                 row.items_out, row.credits, row.ai_calls))
+            completed.add(row.stage)

@@ -145,7 +145,7 @@ class IdeasStage:
         locked = (await session.scalars(
             select(Cluster).where(Cluster.id.in_(cluster_ids), *eligible_clusters(ctx.site_id))
             .order_by(Cluster.id).with_for_update())).all()
-        created = 0
+        created: list[int] = []
         for cluster in locked:
             rows: list[dict[str, Any]] = [{"site_id": ctx.site_id, "cluster_id": cluster.id, "title": idea.title[:300],
                      "content_type": idea.content_type, "target_keywords": list(idea.target_keywords),
@@ -162,15 +162,15 @@ class IdeasStage:
             if rows and not inserted:
                 raise InvalidAIOutput(f"every idea title for cluster {cluster.id} is already taken")
             cluster.status = "mapped"
-            created += len(inserted)
+            created.extend(inserted.values())
         if outputs.dropped and outputs.logger is not None:
             more = len(outputs.dropped) - LOGGED_DROPS
             shown = "; ".join(outputs.dropped[:LOGGED_DROPS]) + (f"; and {more} more" if more > 0 else "")
             outputs.logger.log_stage_progress(
                 session, ctx.run, ctx.stage, f"{len(outputs.dropped)} left out as a search intent the site already "
                                              f"covers (MiniLM cosine >= {NEAR_DUPLICATE}): {shown}")
-        return Written(items_out=created,
-                       credits=GenerateIdeas.credits(len(outputs.asked & {c.id for c in locked})))
+        return Written(items_out=len(created),
+                       credits=GenerateIdeas.credits(len(outputs.asked & {c.id for c in locked})), handed_on=created)
 
 
 def _distinct_keywords(inputs: IdeasInput, dropped: list[str]) -> list[ClusterIn]:
@@ -252,10 +252,10 @@ def _first_close(vector: np.ndarray, others: np.ndarray, texts: list[str], what:
     return f"{what} \"{texts[best]}\", cosine {cosines[best]:.2f}"
 
 
-async def _insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert the ideas whose titles are free; returns the titles inserted."""
+async def _insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert the ideas whose titles are free; returns the ids of those inserted by title."""
     if not rows:  # `values([])` would insert one row of defaults
-        return set()
-    return set((await session.scalars(
+        return {}
+    return {title: idea_id for title, idea_id in (await session.execute(
         insert(ContentIdea).values(rows).on_conflict_do_nothing(index_elements=["site_id", "title"])
-        .returning(ContentIdea.title))).all())
+        .returning(ContentIdea.title, ContentIdea.id))).all()}

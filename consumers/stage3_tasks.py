@@ -36,4 +36,4 @@ class TasksStage:
             insert(Task).values([{"site_id": ctx.site_id, "idea_id": i, "title": titles[i], "status": "queued"}
                                  for i in idea_ids])
             .on_conflict_do_nothing(index_elements=["idea_id"]).returning(Task.id))).all() if idea_ids else []
-        return Written(items_out=len(inserted), credits=0)
+        return Written(items_out=len(inserted), credits=0, handed_on=list(inserted))

@@ -37,13 +37,15 @@ class ContentStage:
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: dict[int, IdeaIn],
                     outputs: dict[int, ArticleOut]) -> Written:
-        inserted = (await session.scalars(
+        inserted = (await session.execute(
             insert(Content).values([
                 {"site_id": ctx.site_id, "task_id": task_id, "title": a.title[:300], "meta_title": a.meta_title,
                  "meta_description": a.meta_description, "slug": a.slug[:300], "html": a.html,
                  "markdown": a.markdown, "sections": list(a.sections), "word_count": a.word_count,
                  "status": "draft"} for task_id, a in outputs.items()])
-            .on_conflict_do_nothing(index_elements=["task_id"]).returning(Content.task_id))).all()
+            .on_conflict_do_nothing(index_elements=["task_id"]).returning(Content.task_id, Content.id))).all()
         if inserted:
-            await session.execute(update(Task).where(Task.id.in_(inserted)).values(status="completed"))
-        return Written(items_out=len(inserted), credits=GenerateContent.credits(len(inserted)))
+            await session.execute(update(Task).where(Task.id.in_([task_id for task_id, _ in inserted]))
+                                  .values(status="completed"))
+        return Written(items_out=len(inserted), credits=GenerateContent.credits(len(inserted)),
+                       handed_on=[content_id for _, content_id in inserted])

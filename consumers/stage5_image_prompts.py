@@ -43,4 +43,5 @@ class ImagePromptsStage:
         inserted = (await session.scalars(
             insert(Image).values(rows).on_conflict_do_nothing(index_elements=["content_id", "position"])
             .returning(Image.id))).all() if rows else []
-        return Written(items_out=len(inserted), credits=GenerateImagePrompts.credits(len(locked)))
+        return Written(items_out=len(inserted), credits=GenerateImagePrompts.credits(len(locked)),
+                       handed_on=list(inserted))

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="Batch messages a run keeps queued per stage, refilled as they finish, so one big run "
         "cannot starve other sites' runs sharing the stage's queue (0 = emit every batch at once).",
     )
+    stream_stages: bool = Field(
+        True,
+        description="Stages 3-6 take each item as soon as the batch that made it commits, so articles reach review "
+        "from the run's first minutes (off: each stage starts when the one before it has finished).",
+    )
     outbox_poll_seconds: float = Field(1.0, gt=0, description="How often unsent outbox rows are swept.")
     batch_lease_seconds: int = Field(
         60, ge=3, description="How long a claim lasts without renewal; consumers renew it every third of it."

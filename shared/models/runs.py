@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -91,6 +93,11 @@ class RunStage(Base):
     items_out: Mapped[int] = mapped_column(Integer, default=0)
     credits: Mapped[int] = mapped_column(Integer, default=0)
     ai_calls: Mapped[int] = mapped_column(Integer, default=0)
+    streamed: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(),
+        doc="Fed by the stage before it as its batches finish; completes once that stage has and its own batches "
+            "are done (`consumers.streaming`).")
+    batch_size: Mapped[int | None] = mapped_column(Integer, doc="The size of the batches appended to a streamed stage.")
     started_at: Mapped[datetime] = created_column()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

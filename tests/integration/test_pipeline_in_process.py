@@ -22,6 +22,7 @@ from shared.models import (
     ContentIdea,
     Keyword,
     OutboxMessage,
+    RunStage,
     StageBatch,
     Task,
 )
@@ -118,7 +119,9 @@ async def test_seed_queries_leave_ineligible_items_alone(deps, make_site):
     assert run.stage_1_result["items_in"] == 30 - 3 - 2
 
 
-async def test_batch_sizes_hold(deps, make_site, provider):
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "stage-by-stage"])
+async def test_batch_sizes_hold(deps, make_site, provider, streamed):
+    deps.settings = deps.settings.model_copy(update={"stream_stages": streamed})
     sizes = {1: 7, 2: 2, 3: 5, 4: 3, 5: 2, 6: 4}
     site = await make_site(keywords=45, **{f"stage_{n}_batch_size": size for n, size in sizes.items()})
     calls = {"cluster": 0}
@@ -139,11 +142,17 @@ async def test_batch_sizes_hold(deps, make_site, provider):
     assert run.status == "completed"
     assert calls["cluster"] == math.ceil(45 / 7)
     async with deps.sessions() as session:
+        run_stages = {row.stage: row for row in (await session.scalars(
+            select(RunStage).where(RunStage.run_id == run.id))).all()}
         for stage, size in sizes.items():
             batches = (await session.scalars(select(StageBatch).where(
                 StageBatch.run_id == run.id, StageBatch.stage == stage))).all()
             eligible = run.stage_result(stage)["items_in"]
-            assert len(batches) == math.ceil(eligible / size)
+            items = [i for batch in batches for i in batch.item_ids]
+            assert len(items) == len(set(items)) == eligible and max(len(b.item_ids) for b in batches) <= size
+            if not streamed or stage <= 2:  # a streamed stage's batches are cut from what each batch hands on
+                assert len(batches) == math.ceil(eligible / size)
+            assert bool(run_stages[stage].streamed) == (streamed and stage > 2)
             # the provider calls made: one per batch for clustering, none for the local task queue,
             # one per item for the rest (ideas per cluster, articles, prompts, images)
             calls_made = {1: len(batches), 3: 0}.get(stage, eligible)
@@ -283,6 +292,9 @@ async def test_running_out_of_credits_pauses_then_resume_completes(deps, make_si
 
 
 async def test_a_run_that_cannot_pay_for_the_rest_pauses_before_the_stage_with_the_figures(deps, make_site):
+    # stage by stage: each stage is checked before it is planned (a streamed run's stages 3-6 are checked
+    # with stage 2, then each batch's debit pauses it: test_credits_running_out_mid_stream_pause...)
+    deps.settings = deps.settings.model_copy(update={"stream_stages": False})
     site = await make_site(keywords=24, stage_5_batch_size=4, stage_6_batch_size=8)
     bus = Bus(deps)
     await bus.send(StartRun(site_id=site.id))
