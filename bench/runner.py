@@ -41,7 +41,8 @@ async def server_versions(settings: Settings) -> dict[str, str]:
 async def run_bench(settings: Settings, scenarios: list[str], plan: Plan, json_path: Path | None = None) -> int:
     report = Report()
     versions = {**machine(), **await server_versions(settings)}
-    meta: dict[str, object] = {"machine": versions, "plan": {**asdict(plan), "batch_window": settings.batch_window},
+    meta: dict[str, object] = {"machine": versions, "plan": {**asdict(plan), "batch_window": settings.batch_window,
+                                                   "stream_stages": settings.stream_stages},
                                "scenarios": scenarios}
     report.say("machine: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     context = Context(settings, plan, report)  # one per invocation: scenarios share its measured runs

@@ -131,6 +131,8 @@ async def efficiency(ctx: Context) -> None:
         "stages": {str(s.stage): {"batches": s.batches, "ai_calls": ai_calls(run, s.stage), "started_s": s.started,
                                   "wall_s": s.wall} for s in run.stages}})
     report.goal("efficiency", f"efficiency ({run.keywords:,} kw, {plan.latency_ms} ms)", value, ">=", 0.9)
+    report.goal("efficiency", "wall time / stage-by-stage ideal", run.wall / ideal, "<=", 0.8)
+    report.goal("efficiency", "first article in review, share of the run", run.first_in_review / run.wall, "<=", 0.10)
 
 
 async def seed_design(ctx: Context) -> None:

@@ -121,7 +121,10 @@ async def test_a_run_is_started_paused_resumed_and_completed_through_the_api(cli
     logs = (await client.get(f"{BASE}/logs/", params={"run_id": run_id, "lines": 50}, headers=key)).json()["lines"]
     assert len(logs) == 50 and "Run completed" in logs[-1]
     stage_logs = (await client.get(f"{BASE}/logs/", params={"run_id": run_id, "stage": 4}, headers=key)).json()
-    assert stage_logs["lines"][0].endswith("Stage 4 started: 9 tasks in 9 batches of up to 1")
+    # streamed: stage 4 opens with stage 2, empty, and takes each task as stage 3 makes it
+    assert stage_logs["lines"][0].endswith("Stage 4 started: 0 tasks in 0 batches of up to 1; streamed: more as "
+                                           "stage 3 hands them on")
+    assert stage_logs["lines"][-1].endswith("9 tasks in, 9 content out, 45 credits, 9 batches")
     assert all("Stage 4" in line for line in stage_logs["lines"])
     assert (await client.get(f"{BASE}/logs/", params={"run_id": run_id, "lines": 7}, headers=key)).status_code == 422
     credits = (await client.get(f"{BASE}/credits/", headers=key)).json()
