@@ -10,13 +10,14 @@ everything is torn down.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from automation.supervisor import ConsumerFleet
 from bench.harness import (
     BenchEnv,
+    StartedRun,
     completed_wall,
     isolated,
     run_timeout,
@@ -36,6 +37,10 @@ class FairnessRound:
     solo: float
     small: list[float]
     big_progress: str  # where the big run was when the last small site finished
+    small_stages: str = ""  # per stage, when the small runs started it and how long it took (medians)
+    # the same number of small sites started together without the big run: what they cost each other on
+    # this machine, so the big run's own cost to them is max(small) / max(crowd)
+    crowd: list[float] = field(default_factory=list)
 
     @property
     def ratios(self) -> list[float]:
@@ -67,6 +72,23 @@ async def _progress(env: BenchEnv, run_id: str) -> str:
     return f"{run.status}, stage {stage.stage} at {stage.batches_done:,}/{stage.batches_total:,} batches"
 
 
+async def _stage_times(env: BenchEnv, runs: list[StartedRun]) -> str:
+    """Per stage of the small runs: the median second it started at (from the run's start command) and the
+    median seconds it took, so a slow round shows where the small sites waited."""
+    started: dict[int, list[float]] = {}
+    took: dict[int, list[float]] = {}
+    async with env.sessions() as session:
+        for run in runs:
+            rows = (await session.scalars(select(RunStage).join(AutomationRun).where(
+                AutomationRun.run_id == run.run_id))).all()
+            for row in rows:
+                started.setdefault(row.stage, []).append((row.started_at - run.sent_at).total_seconds())
+                if row.completed_at is not None:
+                    took.setdefault(row.stage, []).append((row.completed_at - row.started_at).total_seconds())
+    return ", ".join(f"{stage} at {statistics.median(started[stage]):.1f}s for "
+                     f"{statistics.median(took.get(stage, [0.0])):.1f}s" for stage in sorted(started))
+
+
 async def measure_fairness(base: Settings, *, window: int, big: int, small: int, sites: int, latency_ms: int,
                            concurrency: int, warmup: bool = True) -> FairnessRound:
     async with isolated(base, ai_latency_ms=latency_ms, batch_window=window) as env:
@@ -74,13 +96,18 @@ async def measure_fairness(base: Settings, *, window: int, big: int, small: int,
         solo_site = await create_bench_site(env.sessions, "solo", small)
         big_site = await create_bench_site(env.sessions, "big", big)
         small_sites = [await create_bench_site(env.sessions, f"small{i}", small) for i in range(sites)]
+        crowd_sites = [await create_bench_site(env.sessions, f"crowd{i}", small) for i in range(sites)]
         async with running_fleet(env, concurrency) as fleet, AutomationClient(env.settings) as client:
             if warmup_site is not None:  # the first run of a fresh fleet pays for pools and caches
                 await _solo(env, fleet, client, warmup_site, latency_ms)
             solo = await _solo(env, fleet, client, solo_site, latency_ms)
+            crowd_runs = await start_runs(env, crowd_sites, client)
+            crowd_ends = await wait_for_runs(env, fleet, crowd_runs, timeout=run_timeout(small * sites, latency_ms))
             big_run, *small_runs = await start_runs(env, [big_site, *small_sites], client)
             ends = await wait_for_runs(env, fleet, small_runs, timeout=run_timeout(big, latency_ms))
             progress = await _progress(env, big_run.run_id)
             await client.pause_run(big_run.run_id, reason="bench: the small sites are done")
-        return FairnessRound(window=window, solo=solo, big_progress=progress,
+            small_stages = await _stage_times(env, small_runs)
+        return FairnessRound(window=window, solo=solo, big_progress=progress, small_stages=small_stages,
+                             crowd=[completed_wall(run, crowd_ends[run.run_id]) for run in crowd_runs],
                              small=[completed_wall(run, ends[run.run_id]) for run in small_runs])

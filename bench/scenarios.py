@@ -43,8 +43,9 @@ class Plan:
     fairness_sites: int = 10
     fairness_latency_ms: int = 200
     fairness_concurrency: int = 64
-    fairness_window: int = 2  # the window the goal is judged on
-    fairness_windows: tuple[int, ...] = (2, 8, 0)  # measured side by side (0: every batch queued at once)
+    # measured side by side: the default window (`Settings.batch_window`, which the goal is judged on) and
+    # 0 (every batch queued at once), whose solo time is the site's fastest, the goal's baseline
+    fairness_windows: tuple[int, ...] = (16, 0)
     fairness_warmup: bool = True
     provider_items: int = 40
     max_rss_mb: float = 150.0
@@ -66,7 +67,7 @@ class Plan:
         return cls(quick=True, concurrency=concurrency, replicas=replicas, latency_ms=latency, efficiency_keywords=24,
                    **peer,  # type: ignore[arg-type]
                    overhead_keywords=overhead_keywords or 50, scale_sizes=tuple(sizes or (50, 100)), fairness_big=64,
-                   fairness_small=16, fairness_sites=2, fairness_windows=(2, 0), fairness_latency_ms=latency,
+                   fairness_small=16, fairness_sites=2, fairness_windows=(16, 0), fairness_latency_ms=latency,
                    fairness_warmup=False, provider_items=5)
 
 
@@ -219,20 +220,29 @@ async def fairness(ctx: Context) -> None:
             ctx.settings, window=window, big=plan.fairness_big, small=plan.fairness_small,
             sites=plan.fairness_sites, latency_ms=plan.fairness_latency_ms, concurrency=plan.fairness_concurrency,
             warmup=plan.fairness_warmup))
-    report.say(table(("batch_window", "solo s", "small median s", "small max s", "median ratio", "max ratio",
-                      "big run when the small sites were done"),
-                     [(f"{r.window}" + (" (all at once)" if r.window == 0 else ""), r.solo,
-                       sorted(r.small)[len(r.small) // 2], max(r.small), r.median_ratio, r.max_ratio,
-                       r.big_progress) for r in rounds]))
+    fastest = min(r.solo for r in rounds)  # the small site alone at its fastest: the honest baseline
+    report.say(table(("batch_window", "solo s", "small sites together, max s", "small median s", "small max s",
+                      "max ratio", "max / fastest solo", "max / together", "big run when the small sites were done"),
+                     [(f"{r.window}" + (" (all at once)" if r.window == 0 else ""), r.solo, max(r.crowd),
+                       sorted(r.small)[len(r.small) // 2], max(r.small), r.max_ratio,
+                       max(r.small) / fastest, max(r.small) / max(r.crowd), r.big_progress) for r in rounds]))
+    report.say(f"fastest solo {fastest:.1f}s; ratios are against each round's own solo, "
+               f"'max / fastest solo' against the fastest")
+    for r in rounds:
+        report.say(f"  window {r.window}, the small runs' stages (median start, median time): {r.small_stages}")
     report.record("fairness", {
         "big_keywords": plan.fairness_big, "small_keywords": plan.fairness_small, "small_sites": plan.fairness_sites,
         "latency_ms": plan.fairness_latency_ms, "concurrency": plan.fairness_concurrency,
+        "fastest_solo_s": fastest,
         "windows": {str(r.window): {"solo_s": r.solo, "small_s": r.small, "ratios": r.ratios,
                                     "median_ratio": r.median_ratio, "max_ratio": r.max_ratio,
+                                    "max_over_fastest_solo": max(r.small) / fastest,
+                                    "together_s": r.crowd, "max_over_together": max(r.small) / max(r.crowd),
                                     "big_progress": r.big_progress} for r in rounds}})
-    windowed = next(r for r in rounds if r.window == plan.fairness_window)
-    report.goal("fairness", f"small site time / solo, worst (window {windowed.window})", windowed.max_ratio,
-                "<=", 2.0, "x")
+    default = next(r for r in rounds if r.window == ctx.settings.batch_window) if any(
+        r.window == ctx.settings.batch_window for r in rounds) else rounds[0]
+    report.goal("fairness", f"small site time / fastest solo, worst (window {default.window})",
+                max(default.small) / fastest, "<=", 2.0, "x")
 
 
 async def provider(ctx: Context) -> None:
