@@ -22,7 +22,8 @@ def main(
     quick: bool = typer.Option(False, "--quick", help="Every scenario at tiny sizes (exercises the harness)."),
     keywords: list[int] = typer.Option(None, "--keywords", "-n", min=1,
                                        help="Scale sizes (repeatable; default 1k, 10k, 100k; quick 50, 100)."),
-    concurrency: int = typer.Option(8, min=1, max=256, help="Messages in flight per stage process."),
+    concurrency: int = typer.Option(8, min=1, max=256, help="Batches in their claim and AI call at once per stage "
+                                    "process."),
     replicas: int = typer.Option(1, min=1, max=8, help="Consumer processes per batch stage in the zero-latency "
                                  "scenarios (overhead, scale); efficiency and seed-design always use one."),
     latency_ms: int = typer.Option(None, min=0, help="Simulated AI latency per call for efficiency, seed-design "

@@ -101,12 +101,11 @@ def subscribe_stage(broker: RabbitBroker, topology: Topology, stage: int, concur
                        description=f"Processes one batch of stage {stage}; the queue is bound to "
                                    f"{', '.join(topology.keys_of(batch))}.")
     async def on_batch(command: ProcessBatch, deps: ProcessDeps) -> None:
-        async with slots:
-            with counted(str(stage), "batch"):
-                if command.stage != stage:
-                    raise PoisonMessage(f"{command.type} does not belong to stage {stage}")
-                with BATCH_SECONDS.labels(str(stage)).time():
-                    await process_batch(deps, command, STAGE_WORK[stage])
+        with counted(str(stage), "batch"):
+            if command.stage != stage:
+                raise PoisonMessage(f"{command.type} does not belong to stage {stage}")
+            with BATCH_SECONDS.labels(str(stage)).time():
+                await process_batch(deps, command, STAGE_WORK[stage], slots)
 
 
 def subscribe_publish(broker: RabbitBroker, topology: Topology, concurrency: int) -> None:

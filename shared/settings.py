@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     ai_latency_ms: int = Field(0, ge=0, description="Latency of the simulated provider, per call.")
     image_width: int = Field(512, ge=16, le=4096)
     image_height: int = Field(288, ge=16, le=4096)
-    concurrency: int = Field(4, ge=1, le=256, description="Default messages in flight per consumer.")
+    concurrency: int = Field(4, ge=1, le=256, description=(
+        "Default messages handled at once per consumer; for a stage, batches in their claim and AI call "
+        "(each one's finish overlaps the next)."))
     db_pool_size: int = Field(
         8, ge=1, le=200,
         description="Database connections per consumer or API process (a quarter more in overflow). The AI call "
