@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bench.cpu import CpuFigures, CpuMeter
 from bench.harness import completed_wall, isolated, run_timeout, running_fleet, start_runs, wait_for_runs
@@ -40,6 +40,9 @@ class PipelineRun:
     peak_rss: dict[str, int] = field(default_factory=dict)
     cpu: CpuFigures | None = None  # the consumers' and the database backends' CPU from start to completion
     first_in_review: float = float("nan")  # seconds from the start command to the first article in review
+    # the first article's way through stages 2-6: (stage, its batch queued, that batch's finish began), in
+    # seconds after the start command; a hop's time beyond the AI latency is queueing, claims and commits
+    first_path: list[tuple[int, float, float]] = field(default_factory=list)
 
     def overlap(self) -> list[float]:
         """Seconds each stage ran beside the one before it (0 when stage N+1 starts after N completed)."""
@@ -74,6 +77,7 @@ async def measure_pipeline(base: Settings, keywords: int, latency_ms: int, concu
             batches = int(await session.scalar(select(func.count()).select_from(StageBatch)) or 0)
             rows = (await session.scalars(select(RunStage).order_by(RunStage.stage))).all()  # the one run
             first_review = await session.scalar(select(func.min(Content.updated_at)).where(Content.status == "review"))
+            path = (await session.execute(FIRST_PATH, {"run_pk": rows[0].run_id if rows else 0})).all()
         stages = [StageFigures(stage=r.stage, batches=r.batches_total, ai_calls=r.ai_calls,
                                started=_seconds(r.started_at, run.sent_at),
                                wall=_seconds(r.completed_at, r.started_at)) for r in rows]
@@ -81,7 +85,27 @@ async def measure_pipeline(base: Settings, keywords: int, latency_ms: int, concu
         return PipelineRun(keywords=keywords, latency_ms=latency_ms, concurrency=concurrency, wall=wall,
                            batches=batches, stages=stages, counts=counts, peak_rss=dict(fleet.peak_rss),
                            cpu=meter.figures(),
-                           first_in_review=_seconds(first_review, run.sent_at) if first_review else float("nan"))
+                           first_in_review=_seconds(first_review, run.sent_at) if first_review else float("nan"),
+                           first_path=[(p.stage, _seconds(p.queued, run.sent_at), _seconds(p.finished, run.sent_at))
+                                       for p in path])
+
+
+# The batches that carried the first article in review: its cluster's stage 2 batch, its idea's, its task's,
+# its own stage 5 batch and its images' (the last of them), each as queued (created) and finished (the
+# finish transaction's start, which follows the AI call).
+FIRST_PATH = text("""
+    WITH c AS (SELECT id, task_id FROM content WHERE status = 'review' ORDER BY updated_at, id LIMIT 1),
+         t AS (SELECT tasks.id, tasks.idea_id FROM tasks JOIN c ON tasks.id = c.task_id),
+         i AS (SELECT content_ideas.id, content_ideas.cluster_id
+                 FROM content_ideas JOIN t ON content_ideas.id = t.idea_id)
+    SELECT b.stage, max(b.created_at) AS queued, max(b.completed_at) AS finished
+      FROM stage_batches AS b, c, t, i
+     WHERE b.run_id = :run_pk AND (
+           (b.stage = 2 AND i.cluster_id = ANY(b.item_ids)) OR (b.stage = 3 AND i.id = ANY(b.item_ids))
+        OR (b.stage = 4 AND t.id = ANY(b.item_ids)) OR (b.stage = 5 AND c.id = ANY(b.item_ids))
+        OR (b.stage = 6 AND EXISTS (SELECT FROM images WHERE images.content_id = c.id AND images.id = ANY(b.item_ids))))
+     GROUP BY b.stage ORDER BY b.stage
+""")
 
 
 def _seconds(later: datetime | None, earlier: datetime) -> float:
