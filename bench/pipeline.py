@@ -40,9 +40,9 @@ class PipelineRun:
     peak_rss: dict[str, int] = field(default_factory=dict)
     cpu: CpuFigures | None = None  # the consumers' and the database backends' CPU from start to completion
     first_in_review: float = float("nan")  # seconds from the start command to the first article in review
-    # the first article's way through stages 2-6: (stage, its batch queued, that batch's finish began), in
+    # the first article's way through stages 2-6: (stage, its batch queued, claimed, its finish began), in
     # seconds after the start command; a hop's time beyond the AI latency is queueing, claims and commits
-    first_path: list[tuple[int, float, float]] = field(default_factory=list)
+    first_path: list[tuple[int, float, float, float]] = field(default_factory=list)
 
     def overlap(self) -> list[float]:
         """Seconds each stage ran beside the one before it (0 when stage N+1 starts after N completed)."""
@@ -77,7 +77,8 @@ async def measure_pipeline(base: Settings, keywords: int, latency_ms: int, concu
             batches = int(await session.scalar(select(func.count()).select_from(StageBatch)) or 0)
             rows = (await session.scalars(select(RunStage).order_by(RunStage.stage))).all()  # the one run
             first_review = await session.scalar(select(func.min(Content.updated_at)).where(Content.status == "review"))
-            path = (await session.execute(FIRST_PATH, {"run_pk": rows[0].run_id if rows else 0})).all()
+            path = (await session.execute(FIRST_PATH, {"run_pk": rows[0].run_id if rows else 0,
+                                                       "lease": env.settings.batch_lease_seconds})).all()
         stages = [StageFigures(stage=r.stage, batches=r.batches_total, ai_calls=r.ai_calls,
                                started=_seconds(r.started_at, run.sent_at),
                                wall=_seconds(r.completed_at, r.started_at)) for r in rows]
@@ -86,19 +87,21 @@ async def measure_pipeline(base: Settings, keywords: int, latency_ms: int, concu
                            batches=batches, stages=stages, counts=counts, peak_rss=dict(fleet.peak_rss),
                            cpu=meter.figures(),
                            first_in_review=_seconds(first_review, run.sent_at) if first_review else float("nan"),
-                           first_path=[(p.stage, _seconds(p.queued, run.sent_at), _seconds(p.finished, run.sent_at))
-                                       for p in path])
+                           first_path=[(p.stage, _seconds(p.queued, run.sent_at), _seconds(p.claimed, run.sent_at),
+                                        _seconds(p.finished, run.sent_at)) for p in path])
 
 
 # The batches that carried the first article in review: its cluster's stage 2 batch, its idea's, its task's,
-# its own stage 5 batch and its images' (the last of them), each as queued (created) and finished (the
-# finish transaction's start, which follows the AI call).
+# its own stage 5 batch and its images' (the last of them), each as queued (created), claimed (its lease's
+# end less the lease: right while a claim is never renewed, i.e. for batches shorter than a third of the
+# lease, as here) and finished (the finish transaction's start, which follows the AI call).
 FIRST_PATH = text("""
     WITH c AS (SELECT id, task_id FROM content WHERE status = 'review' ORDER BY updated_at, id LIMIT 1),
          t AS (SELECT tasks.id, tasks.idea_id FROM tasks JOIN c ON tasks.id = c.task_id),
          i AS (SELECT content_ideas.id, content_ideas.cluster_id
                  FROM content_ideas JOIN t ON content_ideas.id = t.idea_id)
-    SELECT b.stage, max(b.created_at) AS queued, max(b.completed_at) AS finished
+    SELECT b.stage, max(b.created_at) AS queued, max(b.completed_at) AS finished,
+           max(b.lease_expires_at) - make_interval(secs => :lease) AS claimed
       FROM stage_batches AS b, c, t, i
      WHERE b.run_id = :run_pk AND (
            (b.stage = 2 AND i.cluster_id = ANY(b.item_ids)) OR (b.stage = 3 AND i.id = ANY(b.item_ids))

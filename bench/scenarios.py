@@ -126,15 +126,16 @@ async def efficiency(ctx: Context) -> None:
                f"the run); stages overlapping the one before: "
                + ", ".join(f"{b.stage} {seconds:.1f}s" for b, seconds in zip(run.stages[1:], overlap, strict=False)))
     if run.first_path:
-        report.say("the first article's way (its batch queued → its finish began, s after the start; the AI call is "
-                   f"{plan.latency_ms} ms of each hop but stage 3's): "
-                   + ", ".join(f"{stage} {queued:.2f}→{finished:.2f}" for stage, queued, finished in run.first_path))
+        report.say("the first article's way (its batch queued → claimed → its finish began, s after the start; the "
+                   f"AI call is {plan.latency_ms} ms of each claim → finish but stage 3's): "
+                   + ", ".join(f"{stage} {queued:.2f}→{claimed:.2f}→{finished:.2f}"
+                               for stage, queued, claimed, finished in run.first_path))
     report.record("efficiency", {
         "keywords": run.keywords, "latency_ms": plan.latency_ms, "concurrency": plan.concurrency,
         "ideal_s": ideal, "wall_s": run.wall, "efficiency": value, "counts": run.counts,
         "first_in_review_s": run.first_in_review, "overlap_s": run.overlap(),
-        "first_path": [{"stage": stage, "queued_s": queued, "finished_s": finished}
-                       for stage, queued, finished in run.first_path],
+        "first_path": [{"stage": stage, "queued_s": queued, "claimed_s": claimed, "finished_s": finished}
+                       for stage, queued, claimed, finished in run.first_path],
         "stages": {str(s.stage): {"batches": s.batches, "ai_calls": ai_calls(run, s.stage), "started_s": s.started,
                                   "wall_s": s.wall} for s in run.stages}})
     report.goal("efficiency", f"efficiency ({run.keywords:,} kw, {plan.latency_ms} ms)", value, ">=", 0.9)
