@@ -198,7 +198,7 @@ async def _send(deps: Deps, sessions: Sessions, command: PublishContent, article
                                        "publish again with recreate to make a new one", retryable=False) from None
                 raise
         if publication.create_started_at is not None:
-            found = await wordpress.find_post(content.title, content.slug, publication.create_started_at)
+            found = await _orphan(sessions, wordpress, target, publication, content)
             if found is not None:
                 log.warning("publication %d: adopted post %d, created by an attempt that did not record it",
                             publication.id, found[0])
@@ -208,6 +208,24 @@ async def _send(deps: Deps, sessions: Sessions, command: PublishContent, article
         remote_id, remote_url = await wordpress.create_post(fields)
         await _save(sessions, publication.id, remote_id=remote_id, remote_url=remote_url)
         return remote_id, remote_url
+
+
+async def _orphan(sessions: Sessions, wordpress: WordPressClient, target: PublishTarget, publication: Publication,
+                  content: Content) -> tuple[int, str] | None:
+    """The post an attempt that crashed after creating it left for this publication, if any: the newest
+    with its title and slug changed since that attempt began that no other publication to the same
+    WordPress holds. Without that last check, an article of another site (or an earlier one of this
+    site) with the same title, published there moments before, would be taken over and overwritten."""
+    assert publication.create_started_at is not None
+    candidates = await wordpress.find_posts(content.title, content.slug, publication.create_started_at)
+    if not candidates:
+        return None
+    async with sessions() as session:
+        held = set((await session.scalars(
+            select(Publication.remote_id).join(PublishTarget, PublishTarget.id == Publication.target_id)
+            .where(PublishTarget.base_url == target.base_url, Publication.id != publication.id,
+                   Publication.remote_id.in_([post_id for post_id, _ in candidates])))).all())
+    return next((post for post in candidates if post[0] not in held), None)
 
 
 async def _scheduled_for(sessions: Sessions, publication: Publication, target: PublishTarget) -> datetime:

@@ -255,20 +255,20 @@ class WordPressClient:
             return None
         return post
 
-    async def find_post(self, title: str, slug: str, since: datetime) -> tuple[int, str] | None:
-        """A post with this exact title and slug (or the slug WordPress made unique from it, `slug-2`)
-        changed since `since`: how a publisher that crashed between creating a post and storing its id
-        finds that post instead of creating a second one."""
+    async def find_posts(self, title: str, slug: str, since: datetime) -> list[tuple[int, str]]:
+        """Posts with this exact title and slug (or the slug WordPress made unique from it, `slug-2`)
+        changed since `since`, newest first: where a publisher that crashed between creating a post and
+        storing its id looks for that post instead of creating a second one. More than one can match
+        (another article with the same title published there moments before); the caller tells which
+        are already someone else's."""
         after = since.astimezone(UTC).replace(tzinfo=None) - timedelta(seconds=5)
         posts = await self._request("GET", "wp/v2/posts", params={
             "context": "edit", "status": "any", "search": title[:100], "per_page": "100",
-            "modified_after": after.isoformat(timespec="seconds")})
+            "modified_after": after.isoformat(timespec="seconds"), "orderby": "id", "order": "desc"})
         unique = re.compile(rf"^{re.escape(slug)}(?:-\d+)?$")
-        for post in posts if isinstance(posts, list) else []:
-            raw_title = (post.get("title") or {}).get("raw", "")
-            if raw_title == title and unique.match(str(post.get("slug") or post.get("generated_slug") or "")):
-                return int(post["id"]), str(post["link"])
-        return None
+        return [(int(post["id"]), str(post["link"])) for post in (posts if isinstance(posts, list) else [])
+                if (post.get("title") or {}).get("raw", "") == title
+                and unique.match(str(post.get("slug") or post.get("generated_slug") or ""))]
 
     # -- HTTP --------------------------------------------------------------------------------------------------
 

@@ -111,6 +111,41 @@ async def test_a_crash_after_the_post_was_created_adopts_that_post(publishing_de
     assert row.media and sorted(uploaded) == sorted(v[0] for v in row.media.values())  # each image uploaded once
 
 
+class CrashBeforeCreate(WordPressClient):
+    """Dies after the attempt was marked as creating but before WordPress got the request (a kill -9 there)."""
+
+    async def create_post(self, fields):  # type: ignore[no-untyped-def]
+        raise SystemExit("killed")
+
+
+async def test_a_crash_before_the_post_was_created_takes_over_no_other_article_with_its_title(
+        publishing_deps, make_site, wordpress):
+    """Another site's article with the same title and slug, just published to the same WordPress, matches
+    the crashed attempt's lookup; it is someone else's post, so the retry creates this article's own."""
+    deps = publishing_deps
+    [theirs, *_], _ = await approved_articles(deps, make_site, wordpress)
+    [ours, *_], _ = await approved_articles(deps, make_site, wordpress)
+    async with deps.sessions() as session, session.begin():
+        their_content = await session.get(Content, theirs)
+        await session.execute(update(Content).where(Content.id == ours)
+                              .values(title=their_content.title, slug=their_content.slug))
+    await publisher.publish(deps, await queue(deps, theirs))
+    their_post = (await publication(deps, theirs)).remote_id
+    their_html = (await wordpress.rest("GET", f"wp/v2/posts/{their_post}", params={"context": "edit"})).json()
+
+    command = await queue(deps, ours)
+    with pytest.raises(SystemExit):
+        await publisher.publish(deps, command, client=lambda site, timeout: CrashBeforeCreate(site, timeout=timeout))
+    assert (await publication(deps, ours)).create_started_at is not None
+    await publisher.publish(deps, command)  # the redelivery
+
+    row = await publication(deps, ours)
+    assert row.status == "published" and row.remote_id not in (None, their_post)
+    after = (await wordpress.rest("GET", f"wp/v2/posts/{their_post}", params={"context": "edit"})).json()
+    assert after["content"]["raw"] == their_html["content"]["raw"]  # their post was not overwritten
+    assert after["modified_gmt"] == their_html["modified_gmt"]
+
+
 async def test_a_post_deleted_on_the_site_fails_clearly_until_recreated(publishing_deps, make_site, wordpress):
     deps = publishing_deps
     ids, _ = await approved_articles(deps, make_site, wordpress)
