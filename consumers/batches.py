@@ -206,67 +206,176 @@ async def hand_on(deps: Deps, session: AsyncSession, claim: Claim, ids: list[int
     return int(row.emitted)
 
 
+@dataclass(frozen=True)
+class ReadyFinish:
+    """A batch whose AI call is done, ready to be finished."""
+
+    claim: Claim
+    work: StageWork
+    inputs: Any
+    outputs: Any
+    ai_calls: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a finish did that matters after its commit."""
+
+    refilled: int  # batch messages it queued (the window's refill and the hand-on)
+    last: bool  # it completed a stage
+
+
+async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish]) -> Finished:
+    """The finish of every batch of `group` (one run's stage) inside the caller's transaction; raises
+    ClaimLost or InsufficientCredits for the first batch that fails.
+
+    The outputs of every batch go first (they touch only the batches' own items); then, for each batch,
+    one statement, FINISH, does the rest: the charge and the rows every batch of the account and run
+    shares (the account's balance, the stage counters, the run), the batch's `done` state, the refill of
+    the run's window (the next batch marked emitted and its `stage.N.batch` message inserted into the
+    outbox, its payload built in SQL) and the batch's log line, whose file copy is still written after
+    the commit. The lock order is the same everywhere (outputs, run when streamed, account, batch, run
+    stage, run), the refill's SKIP LOCKED never waits, and the shared locks are taken only once every
+    output is written, so they are held for the FINISH statements and the commit alone. Refill and log
+    line hang on the batch's update: with the claim lost nothing is written.
+    """
+    written = [await ready.work.write(session, ready.claim.ctx, ready.inputs, ready.outputs) if ready.inputs
+               else None for ready in group]
+    messages = []
+    for ready, wrote in zip(group, written, strict=True):
+        ctx, spec = ready.claim.ctx, ready.work.stage
+        messages.append(deps.logger.progress_message(
+            ctx.stage, f"batch {ready.claim.seq + 1}/{ready.claim.batches_total} done: {len(ready.claim.item_ids)} "
+                       f"{spec.input_name} -> {wrote.items_out if wrote else 0} {spec.output_name}, "
+                       f"{wrote.credits if wrote else 0} credits"))
+        deps.logger.file_line(session, ctx.run, ctx.stage, messages[-1])
+    await session.flush()
+    if any(ready.claim.streaming for ready in group):
+        # Every finish of a streamed run locks the run first: the lock order is then the same for a
+        # batch that hands on to the next stage's row and one of that stage (run, account, batch,
+        # run stages), and each statement after it sees every earlier finish of the run committed.
+        await session.execute(LOCK_RUN, {"run_pk": group[0].claim.ctx.run.pk})
+    refilled, last = 0, False
+    for ready, wrote, message in zip(group, written, messages, strict=True):
+        claim, ctx, run = ready.claim, ready.claim.ctx, ready.claim.ctx.run
+        credits = wrote.credits if wrote else 0
+        row = (await session.execute(FINISH, {
+            **charge_params(account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,
+                            stage=ctx.stage),
+            "token": claim.token, "items_out": wrote.items_out if wrote else 0, "ai_calls": ready.ai_calls,
+            # no window (None): every batch was queued when the stage was planned
+            "count": 0 if window_size(deps, ready.work, claim.items_in) is None else 1,
+            "batch_type": ProcessBatch.type_for(ctx.stage), "run_id": run.run_id, "log_message": message,
+        })).one()
+        if not row.paid:
+            raise await insufficient(session, run.account_id, credits)
+        if row.batches_done is None:
+            raise ClaimLost
+        refilled += row.refilled
+        if claim.streaming and wrote is not None and wrote.handed_on:
+            refilled += await hand_on(deps, session, claim, wrote.handed_on)
+        # a streamed stage is over when the stage feeding it is, and its own batches are done
+        if row.batches_done == row.batches_total and (not row.streamed or bool(row.upstream_completed)):
+            last = True
+            totals = StageTotals(stage=ctx.stage, batches_total=row.batches_total, items_in=row.items_in,
+                                 items_out=row.items_out, credits=row.credits, ai_calls=row.ai_calls)
+            await complete_stage(deps, session, run, totals)
+            if claim.streaming:
+                await complete_ready_stages(deps, session, run)
+    return Finished(refilled=refilled, last=last)
+
+
+async def finish_group(deps: Deps, group: list[ReadyFinish]) -> None:
+    """One transaction that makes the effects of `group`'s batches real (`finish_in`), all or none.
+    The commit follows the last FINISH at once."""
+    async with deps.sessions() as session, session.begin():
+        finished = await finish_in(deps, session, group)
+    if finished.refilled or finished.last:
+        deps.relay.wake()
+
+
 async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, outputs: Any, ai_calls: int = 0
                        ) -> bool:
-    """The one transaction that makes a batch's effects real; False if the claim was lost.
-
-    The outputs go first (they touch only this batch's items); then one statement, FINISH, does the
-    rest: the charge and the rows every batch of the account and run shares (the account's balance,
-    the stage counters, the run), the batch's `done` state, the refill of the run's window (the next
-    batch marked emitted and its `stage.N.batch` message inserted into the outbox, its payload built in
-    SQL) and the batch's log line, whose file copy is still written after the commit. The commit
-    follows at once, so the shared row locks are held for one statement instead of the whole
-    transaction, and a batch costs three round trips fewer than with the refill, its outbox row and
-    the log line as statements of their own. The lock order is the same everywhere (outputs, account,
-    batch, run stage, run); the refill's SKIP LOCKED never waits. Refill and log line hang on the
-    batch's update: with the claim lost nothing is written (and the transaction is rolled back anyway).
-    """
-    ctx, run = claim.ctx, claim.ctx.run
+    """Finish one batch in its own transaction; False if the claim was lost."""
     try:
-        async with deps.sessions() as session, session.begin():
-            written = await work.write(session, ctx, inputs, outputs) if inputs else None
-            items_out = written.items_out if written else 0
-            credits = written.credits if written else 0
-            spec = work.stage
-            message = deps.logger.progress_message(
-                ctx.stage, f"batch {claim.seq + 1}/{claim.batches_total} done: {len(claim.item_ids)} "
-                           f"{spec.input_name} -> {items_out} {spec.output_name}, {credits} credits")
-            deps.logger.file_line(session, run, ctx.stage, message)
-            await session.flush()
-            if claim.streaming:
-                # Every finish of a streamed run locks the run first: the lock order is then the same for a
-                # batch that hands on to the next stage's row and one of that stage (run, account, batch,
-                # run stages), and each statement after it sees every earlier finish of the run committed.
-                await session.execute(LOCK_RUN, {"run_pk": run.pk})
-            row = (await session.execute(FINISH, {
-                **charge_params(account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,
-                                stage=ctx.stage),
-                "token": claim.token, "items_out": items_out, "ai_calls": ai_calls,
-                # no window (None): every batch was queued when the stage was planned
-                "count": 0 if window_size(deps, work, claim.items_in) is None else 1,
-                "batch_type": ProcessBatch.type_for(ctx.stage), "run_id": run.run_id, "log_message": message,
-            })).one()
-            if not row.paid:
-                raise await insufficient(session, run.account_id, credits)
-            if row.batches_done is None:
-                raise ClaimLost
-            refilled = row.refilled
-            if claim.streaming and written is not None and written.handed_on:
-                refilled += await hand_on(deps, session, claim, written.handed_on)
-            # a streamed stage is over when the stage feeding it is, and its own batches are done
-            last = row.batches_done == row.batches_total and (not row.streamed or bool(row.upstream_completed))
-            if last:
-                totals = StageTotals(stage=ctx.stage, batches_total=row.batches_total, items_in=row.items_in,
-                                     items_out=row.items_out, credits=row.credits, ai_calls=row.ai_calls)
-                await complete_stage(deps, session, run, totals)
-                if claim.streaming:
-                    await complete_ready_stages(deps, session, run)
+        await finish_group(deps, [ReadyFinish(claim, work, inputs, outputs, ai_calls)])
     except ClaimLost:
         log.warning("batch %s: claim lost before finishing; outputs discarded", claim.batch_id)
         return False
-    if refilled or last:
-        deps.relay.wake()
     return True
+
+
+class FinishGroups:
+    """Group commit: the finishes of one run's stage that become ready while another of them commits
+    go into one transaction together.
+
+    A process's batches of a run finish one after another anyway (they update the same account, stage
+    and run rows, and a streamed run's finishes take its row lock), so a finish that would wait for
+    those locks waits here instead and then commits with the others that queued meanwhile: one
+    session, one BEGIN and COMMIT (one WAL flush), one run lock and one wake of the outbox relay for
+    the group. A finish with nothing before it goes at once, alone. Each batch's statements are the
+    ones it runs alone (`finish_in`), so a group commits exactly what its batches would have one by
+    one; when anything in a group fails (a lost claim, credits run out, a deadlock, the database gone)
+    the whole transaction rolls back and every batch of it finishes alone (`finish_batch`), which
+    gives each its own outcome. Only batches of the same run and stage are grouped: they lock the
+    same rows in the same order, so a group adds no lock order that a finish alone does not have.
+    """
+
+    def __init__(self) -> None:
+        # per (run, stage): the finishes waiting, each with the future its handler awaits
+        self._ready: dict[tuple[int, int], list[tuple[ReadyFinish, asyncio.Future[None]]]] = {}
+        self._committers: dict[tuple[int, int], asyncio.Task[None]] = {}
+
+    async def finish(self, deps: Deps, ready: ReadyFinish) -> None:
+        """Finish the batch, in a group when others of its run and stage are ready with it; raises what
+        its finish alone would raise (InsufficientCredits, a database error)."""
+        key = (ready.claim.ctx.run.pk, ready.claim.ctx.stage)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ready.setdefault(key, []).append((ready, done))
+        if key not in self._committers:
+            self._committers[key] = asyncio.create_task(self._commit_while_ready(deps, key),
+                                                        name=f"finish run {key[0]} stage {key[1]}")
+        await done
+
+    async def _commit_while_ready(self, deps: Deps, key: tuple[int, int]) -> None:
+        waiting: list[tuple[ReadyFinish, asyncio.Future[None]]] = []
+        try:
+            while waiting := self._ready.pop(key, []):
+                if len(waiting) > 1 and await _commit_group(deps, [ready for ready, _ in waiting]):
+                    _settle(waiting)
+                    continue
+                for ready, done in waiting:  # alone, or each of a group that failed
+                    try:
+                        await finish_batch(deps, ready.claim, ready.work, ready.inputs, ready.outputs,
+                                           ready.ai_calls)
+                    except Exception as error:
+                        _settle([(ready, done)], error)
+                    else:
+                        _settle([(ready, done)])
+        finally:
+            del self._committers[key]
+            _settle(waiting + self._ready.pop(key, []), RuntimeError("the finish was interrupted"))
+
+
+async def _commit_group(deps: Deps, group: list[ReadyFinish]) -> bool:
+    """Finish every batch of `group` in one transaction; False (and nothing written) if any failed."""
+    try:
+        await finish_group(deps, group)
+    except Exception as error:
+        log.info("a group of %d finishes failed (%s: %s); each finishes alone", len(group),
+                 type(error).__name__, error)
+        return False
+    return True
+
+
+def _settle(waiting: list[tuple[ReadyFinish, asyncio.Future[None]]], error: Exception | None = None) -> None:
+    for _, done in waiting:
+        if done.done():  # settled already, or its handler was cancelled meanwhile
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 async def pause_for_credits(deps: Deps, claim: Claim, error: InsufficientCredits) -> None:
@@ -306,7 +415,7 @@ async def keep_lease(deps: Deps, claim: Claim) -> None:
 
 
 async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork,
-                        slots: asyncio.Semaphore | None = None) -> None:
+                        slots: asyncio.Semaphore | None = None, finishes: FinishGroups | None = None) -> None:
     """Claim, load, call the AI, finish. Errors hand the batch back and go to the retry path.
 
     `slots` (the process's concurrency) is held for the claim, the load and the AI call, and given
@@ -314,7 +423,8 @@ async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork,
     slot spends its time on AI calls rather than on bookkeeping (at 200 ms calls the finish was an
     eighth of a slot's time). A batch is never claimed while it waits for a slot, so a pause or a
     SIGTERM finds only batches whose AI call has started or is done; the prefetch (two messages per
-    slot) bounds the finishes in flight.
+    slot) bounds the finishes in flight. With `finishes` (a stage process has one), finishes of the
+    same run's stage that are ready together commit in one transaction (`FinishGroups`).
     """
     claim: Claim | None = None
     async with contextlib.AsyncExitStack() as slot:
@@ -336,7 +446,10 @@ async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork,
             with count_ai_calls() as calls:
                 outputs = await work.generate(deps, inputs) if inputs else None
             await slot.aclose()  # the slot goes back before the finish
-            await finish_batch(deps, claim, work, inputs, outputs, ai_calls=calls.count)
+            if finishes is None:
+                await finish_batch(deps, claim, work, inputs, outputs, ai_calls=calls.count)
+            else:
+                await finishes.finish(deps, ReadyFinish(claim, work, inputs, outputs, calls.count))
         except InsufficientCredits as error:
             await pause_for_credits(deps, claim, error)
         except Exception as error:

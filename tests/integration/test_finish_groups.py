@@ -1,0 +1,162 @@
+"""Group commit: finishes of one run's stage that are ready together commit in one transaction.
+
+Every batch of stage 4 is worked at once, with a barrier after the AI call so that all of them are
+ready for their finish at the same moment (the case group commit is for). Asserted as an operator sees
+it: every batch done once, one transaction for the group (the batches' `completed_at`, the
+transaction's start, is shared), progress that adds up, credits charged once per batch, and, when one
+batch of a group cannot finish (its claim taken over, or the account unable to pay), the others
+finish on their own, the failing one changes nothing, and the run pauses where credits ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from ai.simulated import SimulatedProvider
+from consumers.batches import FinishGroups, process_batch
+from consumers.deps import Deps
+from consumers.registry import STAGE_WORK
+from shared.credits import grant
+from shared.events import ProcessBatch, ResumeRun, StartRun
+from shared.models import Account, AutomationRun, Content, StageBatch, Task
+from tests.integration.test_streaming import assert_progress_adds_up, run_pk_of
+from tests.support import Bus, drain_outbox, site_outcome
+
+ARTICLE_CREDITS = 5  # stage 4's charge for one article (`shared.catalogue`)
+
+
+class ReadyTogether:
+    """Stage 4's work whose AI calls all return at once, when `size` of them have been made; `before`
+    runs just before they return (to change the world between the AI call and the finish)."""
+
+    def __init__(self, size: int, before: Any = None) -> None:
+        self.work, self.size, self.before = STAGE_WORK[4], size, before
+        self.called, self.all_called = 0, asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.work, name)
+
+    async def generate(self, deps: Deps, inputs: Any) -> Any:
+        outputs = await self.work.generate(deps, inputs)
+        self.called += 1
+        if self.called == self.size:
+            if self.before is not None:
+                await self.before()
+            self.all_called.set()
+        await self.all_called.wait()
+        return outputs
+
+
+async def stage_4_batches(deps: Deps, site_id: int) -> tuple[Bus, list[ProcessBatch]]:
+    """Run the pipeline until stage 4's batches are queued; returns them (every one: no window)."""
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site_id))
+    while True:
+        messages = await drain_outbox(deps)
+        assert messages, "stage 4 was never reached"
+        batches = [ProcessBatch.model_validate(p) for k, p in messages if k == "stage.4.batch"]
+        for key, payload in messages:
+            if key != "stage.4.batch":
+                await bus.deliver(key, payload)
+        if batches:
+            return bus, batches
+
+
+def quick(deps: Deps, stream: bool) -> Deps:
+    return replace(deps, settings=deps.settings.model_copy(update={"stream_stages": stream, "batch_window": 0}),
+                   provider=SimulatedProvider(0))
+
+
+async def stage_4_rows(deps: Deps, run_pk: int) -> list[StageBatch]:
+    async with deps.sessions() as session:
+        return list((await session.scalars(select(StageBatch).where(StageBatch.run_id == run_pk, StageBatch.stage == 4)
+                                           .order_by(StageBatch.seq))).all())
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "stage-by-stage"])
+async def test_finishes_ready_together_commit_once_each_in_one_transaction(deps, make_site, stream):
+    fast = quick(deps, stream)
+    site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=1, stage_5_batch_size=4,
+                           stage_6_batch_size=8)
+    bus, batches = await stage_4_batches(fast, site.id)
+    assert len(batches) >= 4
+    work, groups = ReadyTogether(len(batches)), FinishGroups()
+    # each message twice, as a redelivery beside the original would come
+    await asyncio.gather(*(process_batch(fast, b, work, asyncio.Semaphore(64), groups) for b in batches * 2))
+    run_pk = await run_pk_of(fast, site.id)
+    rows = await stage_4_rows(fast, run_pk)
+    assert [r.status for r in rows] == ["done"] * len(batches)
+    assert len({r.completed_at for r in rows}) == 1  # one transaction finished them all
+    await assert_progress_adds_up(fast, run_pk)
+    await bus.pump()
+    async with fast.sessions() as session:
+        assert (await session.get(AutomationRun, run_pk)).status == "completed"
+    outcome = await site_outcome(fast, site.id)
+    assert outcome["content"] == outcome["tasks"] == len(batches) and outcome["tasks_without_one_content"] == 0
+    assert outcome["credits_used"] == outcome["ledger_charged"]
+
+
+async def test_a_claim_taken_over_inside_a_group_loses_only_that_batch(deps, make_site, caplog):
+    fast = quick(deps, True)
+    site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=1)
+    _, batches = await stage_4_batches(fast, site.id)
+    stolen = batches[len(batches) // 2].batch_id
+
+    async def take_over() -> None:  # another consumer's claim, after ours ran out
+        async with fast.sessions() as session, session.begin():
+            await session.execute(update(StageBatch).where(StageBatch.id == stolen).values(claim_token="theirs"))
+
+    work, groups = ReadyTogether(len(batches), take_over), FinishGroups()
+    with caplog.at_level(logging.INFO, logger="automation.batches"):
+        await asyncio.gather(*(process_batch(fast, b, work, asyncio.Semaphore(64), groups) for b in batches))
+    assert f"a group of {len(batches)} finishes failed (ClaimLost" in caplog.text
+    rows = {r.id: r for r in await stage_4_rows(fast, await run_pk_of(fast, site.id))}
+    assert (rows[stolen].status, rows[stolen].claim_token, rows[stolen].items_out) == ("claimed", "theirs", 0)
+    assert all(r.status == "done" and r.items_out == 1 for i, r in rows.items() if i != stolen)
+    async with fast.sessions() as session:  # the lost batch wrote nothing
+        task_id = rows[stolen].item_ids[0]
+        assert await session.scalar(select(Content.id).where(Content.task_id == task_id)) is None
+        assert await session.scalar(select(Task.id).where(Task.id == task_id)) == task_id
+    outcome = await site_outcome(fast, site.id)
+    assert outcome["content"] == len(batches) - 1
+    assert outcome["credits_used"] == outcome["ledger_charged"]
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "stage-by-stage"])
+async def test_credits_running_out_inside_a_group_pay_what_they_can_then_pause(deps, make_site, stream, caplog):
+    fast = quick(deps, stream)
+    site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=1, stage_5_batch_size=4,
+                           stage_6_batch_size=8)
+    bus, batches = await stage_4_batches(fast, site.id)
+    assert len(batches) >= 4
+    async with fast.sessions() as session, session.begin():  # two articles and a bit
+        await session.execute(update(Account).where(Account.id == site.account_id)
+                              .values(credits_balance=2 * ARTICLE_CREDITS + 2))
+    work, groups = ReadyTogether(len(batches)), FinishGroups()
+    with caplog.at_level(logging.INFO, logger="automation.batches"):
+        await asyncio.gather(*(process_batch(fast, b, work, asyncio.Semaphore(64), groups) for b in batches))
+    assert f"a group of {len(batches)} finishes failed (InsufficientCredits" in caplog.text
+    run_pk = await run_pk_of(fast, site.id)
+    async with fast.sessions() as session:
+        run = await session.get(AutomationRun, run_pk)
+        assert (run.status, run.pause_reason) == ("paused", "insufficient credits")
+    rows = await stage_4_rows(fast, run_pk)
+    assert sorted(r.status for r in rows) == ["done"] * 2 + ["pending"] * (len(batches) - 2)
+    outcome = await site_outcome(fast, site.id)
+    assert (outcome["content"], outcome["balance"]) == (2, 2)  # two paid, nothing half-written
+    await assert_progress_adds_up(fast, run_pk)
+    async with fast.sessions() as session, session.begin():
+        await grant(session, site.account_id, 100_000, "top-up")
+    await bus.send(ResumeRun(run_id=run.run_id))
+    await bus.pump()
+    async with fast.sessions() as session:
+        assert (await session.get(AutomationRun, run_pk)).status == "completed"
+    outcome = await site_outcome(fast, site.id)
+    assert outcome["content"] == outcome["tasks"] and outcome["tasks_without_one_content"] == 0
+    assert outcome["credits_used"] == outcome["ledger_charged"]
