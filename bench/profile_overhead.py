@@ -62,11 +62,12 @@ LAYERS = (
     ("this project: ai/", "ai/"),
 )
 OURS: dict[str, str | re.Pattern[str] | None] = {  # inclusive: samples with this function anywhere on the stack
-    "process_batch (the whole batch handler)": "process_batch (consumers/batches.py",
+    # a batch's finish runs in its stage's group committer task (`FinishGroups`), outside its handler
+    "process_batch (the batch handler but its finish)": "process_batch (consumers/batches.py",
     "claim_batch": "claim_batch (consumers/batches.py",
     "StageWork.load": re.compile(r"load \(consumers/stage\d"),
     "StageWork.write": re.compile(r"write \(consumers/stage\d"),
-    "finish_batch (the finish transaction)": "finish_batch (consumers/batches.py",
+    "finish_group (the finish transaction, alone or grouped)": "finish_group (consumers/batches.py",
     # planning's window only: a finished batch refills the window inside its FINISH statement
     "emit_window (planning's window)": "emit_window (consumers/planning.py",
     "OutboxRelay.flush (relay transactions)": "flush (shared/outbox.py",

@@ -5,7 +5,8 @@ lease has run out) and its run is `running`; the AI call happens outside any tra
 then one transaction writes the outputs, the credit charge, the batch's `done` state, the
 stage counters, the refill of the run's window, in a streamed run the batches of the next stage
 made of what this one produced (`HAND_ON`) and, for the stage's last batch, the stage result and
-`stage.N.completed` (`consumers.planning.complete_stage`).
+`stage.N.completed` (`consumers.planning.complete_stage`). Batches of one run's stage that are
+ready to finish at the same moment share that transaction (`FinishGroups`: group commit).
 """
 
 from __future__ import annotations
