@@ -1,8 +1,8 @@
 """Composition root of a consumer process: `automation consume control|stage1..stage7|publish|notify`.
 
 It builds the broker, engine, relay and the handlers' `Deps` from settings when the process starts,
-subscribes the process's queues, and hands each message, with the `Deps` FastStream injects from the
-app's context, to the plain functions that hold the logic. The handlers count each message and time
+subscribes the process's queues, and hands each message, with the process's `Deps`, to the plain
+functions that hold the logic. The handlers count each message and time
 each batch here (`shared.metrics`), so the logic stays free of metrics; with `AUTOMATION_METRICS_PORT`
 set, the process serves /metrics, /healthz and /readyz (`shared.health`).
 """
@@ -13,10 +13,10 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated
 
-from faststream import Context, FastStream
+from faststream import FastStream
 from faststream.context import ContextRepo
 from faststream.rabbit import Channel, RabbitBroker
 
@@ -58,17 +58,20 @@ PROCESSES = ("control", *(f"stage{n}" for n in STAGE_NUMBERS), "publish", "notif
 PREFETCH_PER_SLOT = 2
 
 
-# The FastStream context key of the process's `Deps`; handlers take them as a `ProcessDeps` parameter.
-DEPS = "deps"
-ProcessDeps = Annotated[Deps, Context(DEPS)]
+# How a handler reaches its process's `Deps`. Handlers close over it rather than take the `Deps` as a
+# FastStream `Context()` parameter: FastDepends resolves such a parameter by calling a plain function
+# on a worker thread for every message (a thread hand-off, a task group and a wake-up of the event
+# loop), which was a twentieth of a stage process's CPU at zero AI latency.
+DepsOf = Callable[[], Deps]
 
 
-def subscribe_control(broker: RabbitBroker, topology: Topology, concurrency: int) -> None:
+def subscribe_control(broker: RabbitBroker, topology: Topology, concurrency: int, deps_of: DepsOf) -> None:
     queue = topology.control_queue()
 
     @broker.subscriber(topology.consumed(queue), channel=Channel(prefetch_count=concurrency), title="control",
                        description=f"Run commands; the queue is bound to {', '.join(topology.keys_of(queue))}.")
-    async def on_control(command: ControlCommand, deps: ProcessDeps) -> None:
+    async def on_control(command: ControlCommand) -> None:
+        deps = deps_of()
         with counted("control", "command"):
             if isinstance(command, PauseRun):
                 await run_control.pause_run(deps, command)
@@ -78,17 +81,17 @@ def subscribe_control(broker: RabbitBroker, topology: Topology, concurrency: int
                 await run_control.start_run(deps, command)
 
 
-def subscribe_stage(broker: RabbitBroker, topology: Topology, stage: int, concurrency: int) -> None:
+def subscribe_stage(broker: RabbitBroker, topology: Topology, stage: int, concurrency: int, deps_of: DepsOf) -> None:
     plan = topology.plan_queue(stage)
 
     @broker.subscriber(topology.consumed(plan), channel=Channel(prefetch_count=2), title=f"stage{stage}.plan",
                        description=f"Plans stage {stage}; the queue is bound to {', '.join(topology.keys_of(plan))}.")
-    async def on_plan(trigger: StagePlanTrigger, deps: ProcessDeps) -> None:
+    async def on_plan(trigger: StagePlanTrigger) -> None:
         with counted(str(stage), "plan"):
             if stage == 7:
-                await complete_run(deps, trigger)
+                await complete_run(deps_of(), trigger)
             else:
-                await plan_batches(deps, trigger, STAGE_WORK[stage])
+                await plan_batches(deps_of(), trigger, STAGE_WORK[stage])
 
     if stage == 7:
         return
@@ -100,63 +103,64 @@ def subscribe_stage(broker: RabbitBroker, topology: Topology, stage: int, concur
                        title=f"stage{stage}.batch",
                        description=f"Processes one batch of stage {stage}; the queue is bound to "
                                    f"{', '.join(topology.keys_of(batch))}.")
-    async def on_batch(command: ProcessBatch, deps: ProcessDeps) -> None:
+    async def on_batch(command: ProcessBatch) -> None:
         with counted(str(stage), "batch"):
             if command.stage != stage:
                 raise PoisonMessage(f"{command.type} does not belong to stage {stage}")
             with BATCH_SECONDS.labels(str(stage)).time():
-                await process_batch(deps, command, STAGE_WORK[stage], slots, finishes)
+                await process_batch(deps_of(), command, STAGE_WORK[stage], slots, finishes)
 
 
-def subscribe_publish(broker: RabbitBroker, topology: Topology, concurrency: int) -> None:
+def subscribe_publish(broker: RabbitBroker, topology: Topology, concurrency: int, deps_of: DepsOf) -> None:
     queue = topology.publish_queue()
 
     @broker.subscriber(topology.consumed(queue), channel=Channel(prefetch_count=concurrency), title="publish",
                        description=f"Publishes approved articles; the queue is bound to "
                                    f"{', '.join(topology.keys_of(queue))}.")
-    async def on_publish(command: PublishContent, deps: ProcessDeps) -> None:
+    async def on_publish(command: PublishContent) -> None:
         with counted("publish", "publish"):
-            await publish.publish(deps, command)
+            await publish.publish(deps_of(), command)
 
 
-def subscribe_notify(broker: RabbitBroker, topology: Topology, concurrency: int) -> None:
+def subscribe_notify(broker: RabbitBroker, topology: Topology, concurrency: int, deps_of: DepsOf) -> None:
     events, deliveries = topology.notify_queue(), topology.notify_deliver_queue()
 
     @broker.subscriber(topology.consumed(events), channel=Channel(prefetch_count=2), title="notify",
                        description=f"Turns the events people are told about into deliveries; the queue is bound to "
                                    f"{', '.join(topology.keys_of(events))}.")
-    async def on_event(event: NotifyTrigger, deps: ProcessDeps) -> None:
+    async def on_event(event: NotifyTrigger) -> None:
         with counted("notify", "event"):
-            await notify.announce(deps, event)
+            await notify.announce(deps_of(), event)
 
     @broker.subscriber(topology.consumed(deliveries), channel=Channel(prefetch_count=concurrency),
                        title="notify.deliveries",
                        description=f"Delivers one notification to one channel; the queue is bound to "
                                    f"{', '.join(topology.keys_of(deliveries))}.")
-    async def on_deliver(command: DeliverNotification, deps: ProcessDeps) -> None:
+    async def on_deliver(command: DeliverNotification) -> None:
         with counted("notify", "deliver"):
-            await notify.deliver_one(deps, command)
+            await notify.deliver_one(deps_of(), command)
 
 
-def subscribe(broker: RabbitBroker, topology: Topology, process: str, concurrency: int) -> None:
-    """Subscribe the handlers of one consumer process (`control`, `stage1` ... `stage7`, `publish`, `notify`)."""
+def subscribe(broker: RabbitBroker, topology: Topology, process: str, concurrency: int, deps_of: DepsOf) -> None:
+    """Subscribe the handlers of one consumer process (`control`, `stage1` ... `stage7`, `publish`, `notify`);
+    each message's handler calls `deps_of` for the process's `Deps`."""
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; expected one of {', '.join(PROCESSES)}")
     if process == "control":
-        subscribe_control(broker, topology, concurrency)
+        subscribe_control(broker, topology, concurrency, deps_of)
     elif process == "publish":
-        subscribe_publish(broker, topology, concurrency)
+        subscribe_publish(broker, topology, concurrency, deps_of)
     elif process == "notify":
-        subscribe_notify(broker, topology, concurrency)
+        subscribe_notify(broker, topology, concurrency, deps_of)
     else:
-        subscribe_stage(broker, topology, int(process.removeprefix("stage")), concurrency)
+        subscribe_stage(broker, topology, int(process.removeprefix("stage")), concurrency, deps_of)
 
 
 def consumer_context(deps: Deps, broker: RabbitBroker, topology: Topology, process: str = "control") -> ContextRepo:
-    """The FastStream context of a consumer: the `Deps` its handlers take, and the failure routing its
-    failure middleware uses. For the pipeline's processes the last resort fails the message's run and
-    retries are written to the run's log; for publishing, the publication ends failed and shows the retries; for
-    notifications, the delivery ends failed, with `notify_max_attempts` tries, and never touches a run."""
+    """The FastStream context of a consumer: the failure routing its failure middleware uses. For the
+    pipeline's processes the last resort fails the message's run and retries are written to the run's
+    log; for publishing, the publication ends failed and shows the retries; for notifications, the
+    delivery ends failed, with `notify_max_attempts` tries, and never touches a run."""
     if process == "notify":
         failures = FailureRouter(deps.settings.model_copy(update={"max_attempts": deps.settings.notify_max_attempts}),
                                  topology, broker, on_exhausted=partial(notify.mark_failed, deps),
@@ -168,23 +172,23 @@ def consumer_context(deps: Deps, broker: RabbitBroker, topology: Topology, proce
         failures = FailureRouter(deps.settings, topology, broker,
                                  on_exhausted=partial(run_control.fail_run_for_message, deps),
                                  on_retry=partial(run_control.log_retry, deps))
-    return ContextRepo({DEPS: deps, FAILURES: failures})
+    return ContextRepo({FAILURES: failures})
 
 
 def build_app(process: str, settings: Settings, concurrency: int | None = None) -> FastStream:
-    """The FastStream app of one consumer process, built in dependency order: the broker and its
-    subscribers, the relay over the broker's declared publishers, the `Deps`, then the app with its
+    """The FastStream app of one consumer process, built in dependency order: the broker, the relay
+    over its declared publishers, the `Deps`, the subscribers that use them, then the app with its
     context. At start the topology is declared before the subscribers attach to their queues."""
     concurrency = concurrency or settings.concurrency
     topology = Topology.from_settings(settings)
     broker = make_broker(settings, registry=REGISTRY, app_name=process, graceful_timeout=30.0)
-    subscribe(broker, topology, process, concurrency)
     engine = make_engine(settings, pool_size=settings.db_pool_size, pre_ping=False)
     sessions = make_sessionmaker(engine)
     relay = OutboxRelay(sessions, declare_publishers(broker, topology), settings.outbox_poll_seconds)
     deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
                 provider=make_provider(settings), relay=relay,
                 worker_id=f"{process}@{socket.gethostname()}:{os.getpid()}")
+    subscribe(broker, topology, process, concurrency, lambda: deps)
     app = FastStream(broker, context=consumer_context(deps, broker, topology, process))
     ops = ops_server(settings, {"database": database_check(engine), "broker": broker_check(broker)})
     tasks: list[asyncio.Task[None]] = []

@@ -85,7 +85,7 @@ class Bus:
         self.errors: list[Exception] = []
         self.broker.add_middleware(self._observer())  # inside the failure middleware, which stays outermost
         for process in PROCESSES:
-            subscribe(self.broker, self.topology, process, 1)
+            subscribe(self.broker, self.topology, process, 1, lambda: deps)
         self.consumers = {sub.queue.name: sub for sub in self.broker.subscribers}  # type: ignore[attr-defined]
         self.publishers = declare_publishers(self.broker, self.topology)
         self.relay = OutboxRelay(deps.sessions, self.publishers, deps.settings.outbox_poll_seconds)
