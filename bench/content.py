@@ -39,6 +39,7 @@ from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_sch
 from shared.demo_data import demo_keywords, keyword_volume
 from shared.events import StartRun
 from shared.models import AutomationRun, Cluster, ContentIdea, Keyword
+from shared.outbox import NoRelay
 from shared.settings import get_settings
 from tests.support import Bus
 
@@ -48,10 +49,6 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 # only measures it
 LABELLED = {"labelled": DATA / "labelled_keywords.json", "validation": DATA / "labelled_validation_keywords.json"}
 
-
-class NoWake:
-    def wake(self) -> None:
-        pass
 
 
 def keyword_set(name: str, count: int | None) -> list[tuple[str, str]]:
@@ -167,7 +164,7 @@ async def measure(set_name: str, count: int | None, more: int, variants: list[tu
     figures: list[tuple[str, float]] = []
     try:
         deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
-                    provider=make_provider(settings), relay=NoWake(), worker_id="bench")
+                    provider=make_provider(settings), relay=NoRelay(), worker_id="bench")
         for number, (concurrency, seed) in enumerate(variants):
             # the same keywords in every variant; shuffled, they arrive in another order
             first, second = list(pairs[:count] if count else pairs), list(pairs[count:count + more] if count else [])

@@ -27,13 +27,9 @@ from shared.automation_logger import AutomationLogger
 from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_schema
 from shared.events import StartRun
 from shared.models import AutomationRun, StageBatch
+from shared.outbox import NoRelay
 from shared.settings import get_settings
 from tests.support import Bus
-
-
-class NoWake:
-    def wake(self) -> None:
-        pass
 
 
 async def measure(keywords: int, profile: Path | None) -> None:
@@ -48,7 +44,7 @@ async def measure(keywords: int, profile: Path | None) -> None:
     try:
         site = await create_bench_site(sessions, "cpu", keywords)
         deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
-                    provider=SimulatedProvider(0), relay=NoWake(), worker_id="bench")
+                    provider=SimulatedProvider(0), relay=NoRelay(), worker_id="bench")
         bus = Bus(deps)
         await bus.send(StartRun(site_id=site.id))
         profiler = cProfile.Profile() if profile else None

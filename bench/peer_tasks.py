@@ -39,6 +39,7 @@ from shared.automation_logger import AutomationLogger, RunRef
 from shared.credits import charge
 from shared.db import analyze_if_stale, make_engine, make_sessionmaker
 from shared.metrics import count_ai_calls
+from shared.outbox import NoRelay
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -65,11 +66,6 @@ app.conf.update(celery_config(os.environ.get("BENCH_PEER_BROKER", "amqp://guest:
                               os.environ.get("BENCH_PEER_PREFIX", "bench_peer")))
 
 
-class _NoRelay:
-    def wake(self) -> None:  # the peer has no outbox
-        pass
-
-
 class _Worker:
     """The event loop, engine and stage dependencies of one pool process or thread."""
 
@@ -79,7 +75,7 @@ class _Worker:
         settings = Settings()
         self.sessions = make_sessionmaker(make_engine(settings, pool_size=1, pre_ping=False))
         self.deps = Deps(settings=settings, sessions=self.sessions, logger=AutomationLogger(settings.log_dir),
-                         provider=make_provider(settings), relay=_NoRelay(),
+                         provider=make_provider(settings), relay=NoRelay(),
                          worker_id=f"peer@{self.pid}:{threading.get_ident()}")
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:

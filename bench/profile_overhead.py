@@ -67,12 +67,16 @@ OURS: dict[str, str | re.Pattern[str] | None] = {  # inclusive: samples with thi
     "claim_batch": "claim_batch (consumers/batches.py",
     "StageWork.load": re.compile(r"load \(consumers/stage\d"),
     "StageWork.write": re.compile(r"write \(consumers/stage\d"),
-    "finish_group (the finish transaction, alone or grouped)": "finish_group (consumers/batches.py",
+    "finish_group (the finish transaction, alone or grouped, and its send)": "finish_group (consumers/batches.py",
+    # the batch messages a finish queued, sent by its own process after the commit (reserved outbox rows)
+    "OutboxRelay.send_reserved (inside finish_group)": "send_reserved (shared/outbox.py",
     # planning's window only: a finished batch refills the window inside its FINISH statement
     "emit_window (planning's window)": "emit_window (consumers/planning.py",
     "OutboxRelay.flush (relay transactions)": "flush (shared/outbox.py",
     "plan_stage": "plan_stage (consumers/planning.py",
     "keep_lease": "keep_lease (consumers/batches.py",
+    # the send system call on loopback TCP (PostgreSQL, RabbitMQ): the kernel's work for both ends
+    "socket writes (the send system call)": "_SelectorSocketTransport.write (asyncio/selector_events.py",
     "FastStream consume path outside the handler": None,  # computed below
 }
 LOOP = ("asyncio/base_events.py", "asyncio/events.py", "asyncio/selector_events.py", "selectors.py")
@@ -137,8 +141,9 @@ def python_breakdown(stacks: Counter[tuple[str, ...]]) -> tuple[int, Counter[str
                 continue
             if (pattern.search(joined) if isinstance(pattern, re.Pattern) else pattern in joined):
                 ours[name] += count
-        if "faststream/" in joined and "process_batch (consumers/batches.py" not in joined \
-                and "plan_stage (consumers" not in joined:
+        # FastStream's frames outside our code: a publish of the relay or of a finish is not the consume path
+        if "faststream/" in joined and "(consumers/batches.py" not in joined \
+                and "plan_stage (consumers" not in joined and "(shared/outbox.py" not in joined:
             ours["FastStream consume path outside the handler"] += count
     return total, layers, ours
 

@@ -24,15 +24,9 @@ from consumers.stage7_review import store_review_queue
 from shared.automation_logger import AutomationLogger, RunRef
 from shared.credits import charge
 from shared.models import AutomationConfig, AutomationRun
+from shared.outbox import NoRelay
 from shared.seed_queries import eligible_ids
 from shared.settings import Settings
-
-
-class _NoRelay:
-    """Nothing is published in the seed's design."""
-
-    def wake(self) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -83,7 +77,7 @@ async def measure_seed_design(base: Settings, keywords: int, latency_ms: int) ->
             await session.flush()
             run = RunRef.of(row, site.account_id)
         deps = Deps(settings=env.settings, sessions=env.sessions, logger=AutomationLogger(env.settings.log_dir),
-                    provider=SimulatedProvider(latency_ms), relay=_NoRelay(), worker_id="seed-design")
+                    provider=SimulatedProvider(latency_ms), relay=NoRelay(), worker_id="seed-design")
         await settle()
         started = time.monotonic()
         batches = await run_stages_in_turn(deps, run)

@@ -40,7 +40,7 @@ from shared.events import ProcessBatch, RunStateChanged
 from shared.messaging import PoisonMessage
 from shared.metrics import count_ai_calls
 from shared.models import AutomationRun, StageBatch
-from shared.outbox import add_events
+from shared.outbox import ReservedRow, add_events
 
 log = logging.getLogger("automation.batches")
 
@@ -113,6 +113,18 @@ async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
             .values(status="pending", claim_token=None, lease_expires_at=None, error=error[:2000]))
 
 
+# The batch messages a statement queues are outbox rows reserved for this process (`shared.outbox`),
+# unless its relay reserves nothing (:reserve 0); the statement returns them, as one JSON array (an array
+# type would cost every new connection a type introspection query of asyncpg's), for `reserved_rows`.
+RESERVED_UNTIL = "now() + make_interval(secs => CAST(:reserve AS double precision))"
+QUEUED = """(SELECT coalesce(jsonb_agg(jsonb_build_object('id', id, 'payload', payload) ORDER BY id), '[]')
+               FROM emitted)"""
+
+
+def reserved_rows(routing_key: str, queued: list[dict[str, Any]]) -> list[ReservedRow]:
+    return [ReservedRow(id=row["id"], routing_key=routing_key, payload=row["payload"]) for row in queued]
+
+
 FINISH = text(f"""
     WITH {DEBIT_CTES}, paid AS (
         SELECT WHERE CAST(:amount AS integer) = 0 OR EXISTS (SELECT FROM debit)
@@ -139,16 +151,16 @@ FINISH = text(f"""
            AND EXISTS (SELECT FROM batch)
      RETURNING id
     ), emitted AS (
-        INSERT INTO outbox (routing_key, payload)
-        SELECT CAST(:batch_type AS text), {process_batch_payload_sql("emit.id")}
+        INSERT INTO outbox (routing_key, payload, available_at)
+        SELECT CAST(:batch_type AS text), {process_batch_payload_sql("emit.id")}, {RESERVED_UNTIL}
           FROM emit ORDER BY emit.id
-     RETURNING id
+     RETURNING id, payload
     ), logged AS (
         INSERT INTO run_log_lines (run_id, stage, level, message)
         SELECT :run_pk, :stage, 'INFO', :log_message FROM batch
     )
     SELECT EXISTS (SELECT FROM paid) AS paid, counters.*, (SELECT count(*) FROM run) AS runs,
-           (SELECT count(*) FROM emitted) AS refilled,
+           {QUEUED} AS queued,
            (SELECT u.status = 'completed' FROM run_stages AS u
              WHERE u.run_id = :run_pk AND u.stage = :stage - 1) AS upstream_completed,
            (SELECT s.streamed FROM run_stages AS s WHERE s.run_id = :run_pk AND s.stage = :stage) AS streamed
@@ -183,28 +195,29 @@ HAND_ON = text(f"""
           FROM chunks, base, room
      RETURNING id, emitted_at, cardinality(item_ids) AS items
     ), emitted AS (
-        INSERT INTO outbox (routing_key, payload)
-        SELECT CAST(:batch_type AS text), {process_batch_payload_sql("inserted.id")}
+        INSERT INTO outbox (routing_key, payload, available_at)
+        SELECT CAST(:batch_type AS text), {process_batch_payload_sql("inserted.id")}, {RESERVED_UNTIL}
           FROM inserted WHERE emitted_at IS NOT NULL ORDER BY inserted.id
-     RETURNING id
+     RETURNING id, payload
     ), grown AS (
         UPDATE run_stages SET batches_total = batches_total + (SELECT count(*) FROM inserted),
                items_in = items_in + (SELECT coalesce(sum(items), 0) FROM inserted)
          WHERE run_id = :run_pk AND stage = :next AND EXISTS (SELECT FROM inserted)
      RETURNING batches_total
     )
-    SELECT (SELECT count(*) FROM grown) AS grown, (SELECT count(*) FROM emitted) AS emitted
+    SELECT (SELECT count(*) FROM grown) AS grown, {QUEUED} AS queued
 """)
 
 
-async def hand_on(deps: Deps, session: AsyncSession, claim: Claim, ids: list[int]) -> int:
-    """Append the items a streamed run's batch made as batches of the next stage; returns how many of
-    those batches were queued at once."""
+async def hand_on(deps: Deps, session: AsyncSession, claim: Claim, ids: list[int]) -> list[ReservedRow]:
+    """Append the items a streamed run's batch made as batches of the next stage; returns the messages
+    of those queued at once (reserved outbox rows)."""
     stage = claim.ctx.stage + 1
+    batch_type = ProcessBatch.type_for(stage)
     row = (await session.execute(HAND_ON, {
         "run_pk": claim.ctx.run.pk, "next": stage, "ids": ids, "window": streamed_window(deps),
-        "batch_type": ProcessBatch.type_for(stage), "run_id": claim.ctx.run.run_id})).one()
-    return int(row.emitted)
+        "batch_type": batch_type, "run_id": claim.ctx.run.run_id, "reserve": deps.relay.reserve_seconds})).one()
+    return reserved_rows(batch_type, row.queued)
 
 
 @dataclass(frozen=True)
@@ -222,8 +235,8 @@ class ReadyFinish:
 class Finished:
     """What a finish did that matters after its commit."""
 
-    refilled: int  # batch messages it queued (the window's refill and the hand-on)
-    last: bool  # it completed a stage
+    queued: list[ReservedRow]  # the batch messages it queued (the window's refill and the hand-on), to send
+    last: bool  # it completed a stage (its events are in the outbox for the relay)
 
 
 async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish]) -> Finished:
@@ -256,7 +269,8 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
         # batch that hands on to the next stage's row and one of that stage (run, account, batch,
         # run stages), and each statement after it sees every earlier finish of the run committed.
         await session.execute(LOCK_RUN, {"run_pk": group[0].claim.ctx.run.pk})
-    refilled, last = 0, False
+    queued: list[ReservedRow] = []
+    last = False
     for ready, wrote, message in zip(group, written, messages, strict=True):
         claim, ctx, run = ready.claim, ready.claim.ctx, ready.claim.ctx.run
         credits = wrote.credits if wrote else 0
@@ -267,14 +281,15 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
             # no window (None): every batch was queued when the stage was planned
             "count": 0 if window_size(deps, ready.work, claim.items_in) is None else 1,
             "batch_type": ProcessBatch.type_for(ctx.stage), "run_id": run.run_id, "log_message": message,
+            "reserve": deps.relay.reserve_seconds,
         })).one()
         if not row.paid:
             raise await insufficient(session, run.account_id, credits)
         if row.batches_done is None:
             raise ClaimLost
-        refilled += row.refilled
+        queued += reserved_rows(ProcessBatch.type_for(ctx.stage), row.queued)
         if claim.streaming and wrote is not None and wrote.handed_on:
-            refilled += await hand_on(deps, session, claim, wrote.handed_on)
+            queued += await hand_on(deps, session, claim, wrote.handed_on)
         # a streamed stage is over when the stage feeding it is, and its own batches are done
         if row.batches_done == row.batches_total and (not row.streamed or bool(row.upstream_completed)):
             last = True
@@ -283,16 +298,18 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
             await complete_stage(deps, session, run, totals)
             if claim.streaming:
                 await complete_ready_stages(deps, session, run)
-    return Finished(refilled=refilled, last=last)
+    return Finished(queued=queued, last=last)
 
 
 async def finish_group(deps: Deps, group: list[ReadyFinish]) -> None:
     """One transaction that makes the effects of `group`'s batches real (`finish_in`), all or none.
-    The commit follows the last FINISH at once."""
+    The commit follows the last FINISH at once; the batch messages it queued are sent right after it
+    by this process (reserved outbox rows, `shared.outbox`), the rest of its events by the relay."""
     async with deps.sessions() as session, session.begin():
         finished = await finish_in(deps, session, group)
-    if finished.refilled or finished.last:
+    if finished.last or (finished.queued and not deps.relay.reserve_seconds):
         deps.relay.wake()
+    await deps.relay.send_reserved(finished.queued)
 
 
 async def finish_batch(deps: Deps, claim: Claim, work: StageWork, inputs: Any, outputs: Any, ai_calls: int = 0

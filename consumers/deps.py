@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -10,11 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ai.base import AIProvider
 from shared.automation_logger import AutomationLogger, RunRef
 from shared.catalogue import Stage
+from shared.outbox import ReservedRow
 from shared.settings import Settings
 
 
-class Waker(Protocol):
+class Relay(Protocol):
+    """The process's outbox relay (`shared.outbox.OutboxRelay`), as the handlers use it: woken after a
+    commit that wrote outbox rows, or sending the rows a batch finish reserved for it."""
+
+    reserve_seconds: float
+
     def wake(self) -> None: ...
+
+    async def send_reserved(self, rows: Sequence[ReservedRow]) -> None: ...
 
 
 @dataclass
@@ -23,7 +32,7 @@ class Deps:
     sessions: async_sessionmaker[AsyncSession]
     logger: AutomationLogger
     provider: AIProvider
-    relay: Waker
+    relay: Relay
     worker_id: str
 
 

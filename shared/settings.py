@@ -48,8 +48,9 @@ class Settings(BaseSettings):
         "(each one's finish overlaps the next)."))
     db_pool_size: int = Field(
         8, ge=1, le=200,
-        description="Database connections per consumer or API process (a quarter more in overflow). The AI call "
-        "holds none, so a high concurrency needs few: batches beyond it wait a moment for the database.",
+        description="Database connections per consumer or API process, and a quarter more, opened as needed and "
+        "kept. The AI call holds none, so a high concurrency needs few: batches beyond it wait a moment for the "
+        "database.",
     )
     batch_window: int = Field(
         16, ge=0, le=100000,

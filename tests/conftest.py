@@ -22,18 +22,13 @@ from shared.accounts import add_keywords, create_account, create_site
 from shared.automation_logger import AutomationLogger
 from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_schema
 from shared.models import Site
+from shared.outbox import NoRelay
 from shared.settings import Settings
 
 RUN_ID = uuid.uuid4().hex[:8]
 PG_URL = os.environ.get("AUTOMATION_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 AMQP_URL = os.environ.get("AUTOMATION_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 
-
-class NoWake:
-    """Integration tests pump the outbox themselves; nothing to wake."""
-
-    def wake(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +66,7 @@ def provider(settings: Settings) -> AIProvider:
 @pytest.fixture
 def deps(settings: Settings, sessions: async_sessionmaker[AsyncSession], provider: AIProvider) -> Deps:
     return Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir),
-                provider=provider, relay=NoWake(), worker_id="pytest")
+                provider=provider, relay=NoRelay(), worker_id="pytest")
 
 
 SiteFactory = Callable[..., Awaitable[Site]]

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -155,6 +156,10 @@ class OutboxMessage(Base):
     routing_key: Mapped[str] = mapped_column(String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = created_column()
+    # the relay's sweep leaves the row alone until then: a batch finish reserves the rows it writes for
+    # its own process to send right after its commit (`shared.outbox`)
+    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                   nullable=False)
 
 
 class RunLogLine(Base):

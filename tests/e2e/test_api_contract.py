@@ -58,7 +58,8 @@ async def control_queue_depth(settings: Settings) -> int:
 
 
 async def test_the_api_engine_pool_follows_db_pool_size(app: FastAPI) -> None:
-    assert app.state.sessions.kw["bind"].pool.size() == 4
+    pool = app.state.sessions.kw["bind"].pool
+    assert (pool.size(), pool._max_overflow) == (5, 0)  # 4 and a quarter (at least one), all kept
 
 
 async def test_run_now_with_run_control_down_answers_503_at_once_and_queues_nothing(

@@ -37,7 +37,7 @@ from shared.events import StartRun
 from shared.export import NothingToExport, export_articles, safe_slug
 from shared.media import image_path
 from shared.models import AutomationRun, Cluster, Content, ContentIdea, Image, Keyword, OutboxMessage, Site, Task
-from tests.conftest import NoWake
+from shared.outbox import NoRelay
 from tests.support import Bus
 from tests.unit.test_article_html import sequence
 
@@ -78,7 +78,7 @@ class Finished:
 async def finished(settings, sessions, provider, make_module_site) -> Finished:
     """A run of the whole pipeline (16 keywords) on a site of its own, completed at the review gate."""
     deps = Deps(settings=settings, sessions=sessions, logger=AutomationLogger(settings.log_dir), provider=provider,
-                relay=NoWake(), worker_id="pytest-export")
+                relay=NoRelay(), worker_id="pytest-export")
     async with sessions() as session, session.begin():
         await session.execute(delete(OutboxMessage))  # as the integration tests' autouse fixture does
     site = await make_module_site(keywords=16, **QUICK)

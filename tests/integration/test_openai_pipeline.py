@@ -13,8 +13,8 @@ from consumers.deps import Deps
 from shared.automation_logger import AutomationLogger
 from shared.events import StartRun
 from shared.models import AutomationRun, Content
+from shared.outbox import NoRelay
 from shared.settings import Settings
-from tests.conftest import NoWake
 from tests.openai_stub import CHAT, IMAGES, Fault, OpenAIStub
 from tests.support import Bus, site_outcome
 
@@ -35,7 +35,7 @@ async def openai_deps(settings: Settings, sessions: async_sessionmaker[AsyncSess
                                                 "openai_api_key": "test", "openai_timeout_seconds": 10.0})
     provider = OpenAIProvider(stub_settings)
     yield Deps(settings=stub_settings, sessions=sessions, logger=AutomationLogger(stub_settings.log_dir),
-               provider=provider, relay=NoWake(), worker_id="pytest-openai")
+               provider=provider, relay=NoRelay(), worker_id="pytest-openai")
     await provider.aclose()
 
 
