@@ -307,7 +307,7 @@ async def finish_group(deps: Deps, group: list[ReadyFinish]) -> None:
     by this process (reserved outbox rows, `shared.outbox`), the rest of its events by the relay."""
     async with deps.sessions() as session, session.begin():
         finished = await finish_in(deps, session, group)
-    if finished.last or (finished.queued and not deps.relay.reserve_seconds):
+    if finished.last:
         deps.relay.wake()
     await deps.relay.send_reserved(finished.queued)
 

@@ -10,7 +10,7 @@ loss.
 A batch finish, which queues the next batch messages of its run, reserves its rows instead: they are
 written with `available_at` a little in the future and the finishing process sends them itself right
 after its commit (`OutboxRelay.send_reserved`), then deletes them. That saves the relay's transaction
-(three round trips a finish, a sixth of a batch's) and the hand-over to the relay's task. The sweep
+(BEGIN, its statement, COMMIT) and the hand-over to the relay's task. The sweep
 leaves a reserved row alone until its reservation runs out, so it is sent once; if the process dies
 before sending, or its send fails, the sweep sends it then, as any other row.
 """
