@@ -216,6 +216,7 @@ def build_app(process: str, settings: Settings, concurrency: int | None = None) 
     async def stop() -> None:
         for task in tasks:
             task.cancel()
+        await relay.delete_sent()  # what no claim deleted: else re-sent once its reservation runs out
         if ops is not None:
             await ops.stop()
         await engine.dispose()

@@ -40,7 +40,7 @@ from shared.events import ProcessBatch, RunStateChanged
 from shared.messaging import PoisonMessage
 from shared.metrics import count_ai_calls
 from shared.models import AutomationRun, StageBatch
-from shared.outbox import ReservedRow, add_events
+from shared.outbox import DELETE_SENT_CTE, ReservedRow, add_events
 
 log = logging.getLogger("automation.batches")
 
@@ -67,8 +67,10 @@ class Claim:
     streaming: bool  # the run streams this stage or the next (`consumers.planning`): finish takes the run lock first
 
 
-CLAIM = text("""
-    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+# The claim also deletes the outbox rows its process sent since its last claim (`shared.outbox`): a
+# statement it sends anyway, so the deletion costs no round trip of its own.
+CLAIM = text(f"""
+    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), {DELETE_SENT_CTE}
     UPDATE stage_batches AS b
        SET status = 'claimed', claim_token = :token, claimed_by = :worker,
            lease_expires_at = now() + make_interval(secs => :lease), attempts = b.attempts + 1
@@ -86,11 +88,18 @@ async def claim_batch(deps: Deps, command: ProcessBatch, session: AsyncSession) 
     """Reserve the batch for this consumer, or None when there is nothing to do (done, held by a
     live claim, or its run is not running). One statement in an autocommit `session`, without
     waiting for fsync (a lost claim only hands the batch out again): concurrent claimers
-    serialize on the row."""
+    serialize on the row. It deletes the outbox rows the process has sent meanwhile, whatever the
+    claim's outcome."""
     token = uuid.uuid4().hex
-    row = (await session.execute(CLAIM, {
-        "token": token, "worker": deps.worker_id, "lease": deps.settings.batch_lease_seconds,
-        "batch_id": command.batch_id, "stage": command.stage, "run_id": command.run_id})).first()
+    sent_ids = deps.relay.take_sent_ids()
+    try:
+        row = (await session.execute(CLAIM, {
+            "token": token, "worker": deps.worker_id, "lease": deps.settings.batch_lease_seconds,
+            "batch_id": command.batch_id, "stage": command.stage, "run_id": command.run_id,
+            "sent_ids": sent_ids})).first()
+    except BaseException:
+        deps.relay.put_back_sent_ids(sent_ids)
+        raise
     if row is None:
         known = (await session.execute(
             select(StageBatch.stage, AutomationRun.run_id)

@@ -17,13 +17,18 @@ from shared.settings import Settings
 
 class Relay(Protocol):
     """The process's outbox relay (`shared.outbox.OutboxRelay`), as the handlers use it: woken after a
-    commit that wrote outbox rows, or sending the rows a batch finish reserved for it."""
+    commit that wrote outbox rows, sending the rows a batch finish reserved for it, and handing the
+    sent ones to a claim that deletes them."""
 
     reserve_seconds: float
 
     def wake(self) -> None: ...
 
     async def send_reserved(self, rows: Sequence[ReservedRow]) -> None: ...
+
+    def take_sent_ids(self) -> str: ...
+
+    def put_back_sent_ids(self, ids: str) -> None: ...
 
 
 @dataclass

@@ -9,10 +9,16 @@ loss.
 
 A batch finish, which queues the next batch messages of its run, reserves its rows instead: they are
 written with `available_at` a little in the future and the finishing process sends them itself right
-after its commit (`OutboxRelay.send_reserved`), then deletes them. That saves the relay's transaction
-(BEGIN, its statement, COMMIT) and the hand-over to the relay's task. The sweep
-leaves a reserved row alone until its reservation runs out, so it is sent once; if the process dies
-before sending, or its send fails, the sweep sends it then, as any other row.
+after its commit (`OutboxRelay.send_reserved`). That saves the relay's transaction (BEGIN, its
+statement, COMMIT) and the hand-over to the relay's task. The sweep leaves a reserved row alone until
+its reservation runs out, so it is sent once; if the process dies before sending, or its send fails,
+the sweep sends it then, as any other row.
+
+A sent reserved row is deleted by the next statement its process sends anyway, a batch claim
+(`DELETE_SENT_CTE`, `take_sent_ids`), or within `SENT_DELETE_SECONDS` by the relay when no claim
+comes: a statement of its own per batch was one of the batch's round trips. Until the deletion
+commits, the row is still reserved; only a process that dies in that second leaves rows that the
+sweep sends again once their reservation has run out (consumers are idempotent).
 """
 
 from __future__ import annotations
@@ -59,14 +65,19 @@ TAKE = text("""
 """).columns(id=BigInteger, routing_key=String, payload=JSONB)
 # Reserved rows that were sent (gone once the deletion commits; a lost deletion only re-sends them after
 # the reservation), and reserved rows whose send failed, handed to the sweep at once. The ids come as
-# one comma-separated string: an array parameter would cost every new connection asyncpg's type
-# introspection query (about 10 ms of the server's CPU).
-SENT_IDS = "CAST(string_to_array(:ids, ',') AS bigint[])"
+# one comma-separated string (:sent_ids): an array parameter would cost every new connection asyncpg's
+# type introspection query (about 10 ms of the server's CPU). `DELETE_SENT_CTE` is the deletion as a
+# common table expression for a statement that carries it (PostgreSQL runs a data-modifying WITH
+# query whether or not the statement reads it).
+SENT_IDS = "CAST(string_to_array(:sent_ids, ',') AS bigint[])"
+DELETE_SENT_CTE = f"deleted_sent AS (DELETE FROM outbox WHERE id = ANY({SENT_IDS}))"
 DELETE_SENT = text(f"""
-    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
-    DELETE FROM outbox USING relaxed WHERE id = ANY({SENT_IDS})
+    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), {DELETE_SENT_CTE}
+    SELECT FROM relaxed
 """)
 RELEASE = text(f"UPDATE outbox SET available_at = now() WHERE id = ANY({SENT_IDS})")
+# How long sent reserved rows wait for a claim to delete them before the relay deletes them itself.
+SENT_DELETE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -95,34 +106,56 @@ class OutboxRelay:
         self.sender = sender
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
+        self._sent_ids: list[str] = []  # reserved rows sent and not deleted yet
         self.sent = 0
 
     def wake(self) -> None:
         self._wake.set()
 
     async def send_reserved(self, rows: Sequence[ReservedRow]) -> None:
-        """Send rows this process reserved (their transaction has committed), then delete them in one
-        statement. Never raises: the batch that wrote them is done whatever happens here. If a send
-        fails the rows are released to the sweep at once; if even that fails, their reservation runs
-        out and the sweep sends them then."""
+        """Send rows this process reserved (their transaction has committed); they are deleted later
+        (`take_sent_ids`, `delete_sent`). Never raises: the batch that wrote them is done whatever
+        happens here. If a send fails the rows are released to the sweep at once; if even that fails,
+        their reservation runs out and the sweep sends them then."""
         if not rows:
             return
-        ids = ",".join(str(row.id) for row in rows)
         try:
             await asyncio.gather(*(self.sender.send(row.routing_key, row.payload) for row in rows))
         except Exception:
             log.warning("sending %d reserved outbox rows failed; the relay sends them", len(rows), exc_info=True)
             with contextlib.suppress(Exception):
                 async with autocommit_session(self.sessions) as session:
-                    await session.execute(RELEASE, {"ids": ids})
+                    await session.execute(RELEASE, {"sent_ids": ",".join(str(row.id) for row in rows)})
             self.wake()
             return
         self.sent += len(rows)
+        self._sent_ids += (str(row.id) for row in rows)
+
+    def take_sent_ids(self) -> str:
+        """The sent reserved rows still to delete, as `DELETE_SENT_CTE`'s :sent_ids, for a statement
+        that deletes them; the caller hands them back (`put_back_sent_ids`) if that statement fails."""
+        ids, self._sent_ids = ",".join(self._sent_ids), []
+        return ids
+
+    def put_back_sent_ids(self, ids: str) -> None:
+        if ids:
+            self._sent_ids += ids.split(",")
+
+    async def delete_sent(self) -> None:
+        """Delete the sent reserved rows no claim has deleted, in one statement. Never raises: rows
+        left behind stay reserved and are deleted next time (or sent once more after the reservation,
+        if this process is gone by then)."""
+        ids = self.take_sent_ids()
+        if not ids:
+            return
         try:
             async with autocommit_session(self.sessions) as session:
-                await session.execute(DELETE_SENT, {"ids": ids})
-        except Exception:  # they stay reserved, and are sent once more when the reservation runs out
-            log.warning("deleting %d sent outbox rows failed; they will be sent again", len(rows), exc_info=True)
+                await session.execute(DELETE_SENT, {"sent_ids": ids})
+        except BaseException as error:  # cancelled too: a process stopping deletes them (`consumers.app`)
+            self.put_back_sent_ids(ids)
+            if not isinstance(error, Exception):
+                raise
+            log.warning("deleting sent outbox rows failed; trying again later", exc_info=True)
 
     async def flush(self) -> int:
         """Relay every unsent row this process can lock; returns how many were sent.
@@ -144,7 +177,18 @@ class OutboxRelay:
                 return total
 
     async def run(self) -> None:
-        """Relay forever: at once when woken, else every `poll_seconds` (catches other crashes)."""
+        """Relay forever: at once when woken, else every `poll_seconds` (catches other crashes); and
+        delete the sent reserved rows no claim took within `SENT_DELETE_SECONDS`."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._sweep_forever(), name="outbox-sweep")
+            tasks.create_task(self._delete_sent_forever(), name="outbox-delete-sent")
+
+    async def _delete_sent_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SENT_DELETE_SECONDS)
+            await self.delete_sent()
+
+    async def _sweep_forever(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
@@ -168,4 +212,10 @@ class NoRelay:
         pass
 
     async def send_reserved(self, rows: Sequence[ReservedRow]) -> None:
+        pass
+
+    def take_sent_ids(self) -> str:
+        return ""
+
+    def put_back_sent_ids(self, ids: str) -> None:
         pass

@@ -7,15 +7,18 @@ sweep sends it once the reservation has run out, and the run still completes wit
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, insert, select, update
 
-from consumers.batches import process_batch
+from consumers.batches import claim_batch, process_batch
 from consumers.registry import STAGE_WORK
 from shared.events import ProcessBatch
 from shared.models import AutomationRun, OutboxMessage, StageBatch
@@ -51,9 +54,9 @@ async def outbox_ids(sessions: Any) -> list[int]:
 
 
 async def test_reserved_rows_are_sent_once_by_their_process_or_by_the_sweep(sessions):
-    """The sweep leaves a reserved row alone until its reservation runs out; `send_reserved` sends and
-    deletes; a failed send hands the rows to the sweep at once; a row whose process died is swept once
-    its reservation has run out. Each row reaches the broker once."""
+    """The sweep leaves a reserved row alone until its reservation runs out, sent or not; a sent row is
+    deleted by the relay's next deletion; a failed send hands the rows to the sweep at once; a row whose
+    process died is swept once its reservation has run out. Each row reaches the broker once."""
     async with sessions() as session, session.begin():
         rows = (await session.execute(
             insert(OutboxMessage).values([
@@ -67,6 +70,9 @@ async def test_reserved_rows_are_sent_once_by_their_process_or_by_the_sweep(sess
 
     assert await relay.flush() == 1  # only the row nobody reserved
     await relay.send_reserved(reserved[:2])
+    assert await relay.flush() == 0  # sent, not deleted yet, still reserved
+    assert await outbox_ids(sessions) == [row.id for row in reserved]
+    await relay.delete_sent()
     assert await outbox_ids(sessions) == [row.id for row in reserved[2:]]
 
     await OutboxRelay(sessions, BrokerAway(), 1.0).send_reserved(reserved[2:3])  # never raises
@@ -92,12 +98,14 @@ async def test_a_finish_sends_its_refill_and_hand_on_itself_and_leaves_no_row(de
     before = await outbox_ids(fast.sessions)  # other stages' messages, still waiting for the sweep
 
     await process_batch(direct, batches[0], STAGE_WORK[4])
+    assert len(await outbox_ids(fast.sessions)) == len(before) + 2  # sent; the next claim deletes them
     await process_batch(direct, batches[0], STAGE_WORK[4])  # a redelivery finishes nothing and sends nothing
     keys = Counter(key for key, _ in recording.sent)
     assert keys == {"stage.4.batch": 1, "stage.5.batch": 1}  # the window's refill, the article's prompts
     sent = [ProcessBatch.model_validate(payload) for _, payload in recording.sent]
     assert all(message.run_id == batches[0].run_id for message in sent)
-    assert await outbox_ids(fast.sessions) == before  # what it queued is sent and gone
+    assert await outbox_ids(fast.sessions) == before  # what it queued is sent and gone with that claim
+    assert direct.relay.take_sent_ids() == ""
     async with fast.sessions() as session:
         emitted = (await session.scalars(select(StageBatch.id).where(StageBatch.id.in_([m.batch_id for m in sent]),
                                                                    StageBatch.emitted_at.is_not(None)))).all()
@@ -128,3 +136,46 @@ async def test_messages_of_a_process_that_died_after_its_commit_are_swept_and_th
     assert outcome["credits_used"] == outcome["ledger_charged"]
     lost = {row.payload["batch_id"] for row in dying.lost}
     assert Counter(p["batch_id"] for k, p in bus.seen if p.get("batch_id") in lost) == dict.fromkeys(lost, 1)
+
+
+async def test_sent_rows_a_failed_claim_took_are_deleted_later_and_the_relay_deletes_when_no_claim_comes(
+        deps, make_site, monkeypatch):
+    """A claim that fails hands the sent rows it was to delete back; with no claim coming, the running
+    relay deletes them within `SENT_DELETE_SECONDS`. Nothing is sent twice."""
+    import shared.outbox
+
+    fast = quick(deps, True)
+    fast = replace(fast, settings=fast.settings.model_copy(update={"batch_window": 2}))
+    site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=1)
+    _, batches = await stage_4_batches(fast, site.id)
+    recording = Recording()
+    relay = OutboxRelay(fast.sessions, recording, 60.0)
+    direct = replace(fast, relay=relay)
+    before = await outbox_ids(fast.sessions)
+    await process_batch(direct, batches[0], STAGE_WORK[4])
+    sent = relay.take_sent_ids()
+    assert len(sent.split(",")) == 2
+    relay.put_back_sent_ids(sent)
+
+    class DatabaseAway:
+        async def execute(self, *args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("database away")
+
+    with pytest.raises(ConnectionError):
+        await claim_batch(direct, batches[1], DatabaseAway())  # type: ignore[arg-type]
+    assert relay.take_sent_ids() == sent  # handed back
+    relay.put_back_sent_ids(sent)
+
+    monkeypatch.setattr(shared.outbox, "SENT_DELETE_SECONDS", 0.05)
+    running = asyncio.create_task(relay.run())
+    try:
+        for _ in range(100):
+            if await outbox_ids(fast.sessions) == before:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert await outbox_ids(fast.sessions) == before
+    assert len(recording.sent) == 2
