@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 
-from bench.harness import settle
+from bench.harness import consumers_from, settle
 from bench.pipeline import PipelineRun, measure_pipeline
 from bench.report import table
 from shared.settings import get_settings
@@ -39,18 +38,8 @@ def remove_worktree(path: Path) -> None:
 
 
 async def measure_from(tree: Path, keywords: int, concurrency: int, replicas: int) -> PipelineRun:
-    """The consumers run `python -m automation.cli` from `tree` (their working directory, first on sys.path)."""
-    here, path = Path.cwd(), os.environ.get("PYTHONPATH")
-    os.chdir(tree)
-    os.environ["PYTHONPATH"] = str(tree)
-    try:
+    with consumers_from(tree):
         return await measure_pipeline(get_settings(), keywords, 0, concurrency, replicas)
-    finally:
-        os.chdir(here)
-        if path is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = path
 
 
 async def compare(revision: str, keywords: int, rounds: int, concurrency: int, replicas: int) -> None:

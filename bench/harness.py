@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,6 +153,26 @@ def output_tail(fleet: ConsumerFleet, name: str, lines: int = 15) -> str:
 
 def dead_processes(fleet: ConsumerFleet) -> list[str]:
     return [name for name, alive in fleet.alive().items() if not alive]
+
+
+@contextlib.contextmanager
+def consumers_from(tree: Path | None) -> Iterator[None]:
+    """Fleets started inside the block run `python -m automation.cli` from `tree` (another checkout of
+    the same schema: their working directory, first on sys.path); None: from this one."""
+    if tree is None:
+        yield
+        return
+    here, path = Path.cwd(), os.environ.get("PYTHONPATH")
+    os.chdir(tree)
+    os.environ["PYTHONPATH"] = str(tree)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        if path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = path
 
 
 @contextlib.asynccontextmanager

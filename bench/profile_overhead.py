@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from bench.cpu import CpuMeter
-from bench.harness import isolated, run_timeout, running_fleet, settle, start_runs, wait_for_runs
+from bench.harness import consumers_from, isolated, run_timeout, running_fleet, settle, start_runs, wait_for_runs
 from bench.workload import create_bench_site
 from shared.models import StageBatch
 from shared.settings import Settings, get_settings
@@ -193,7 +193,7 @@ def _normalize(sql: str) -> str:
 
 
 async def profile(base: Settings, keywords: int, replicas: int, concurrency: int, postgres: bool, rate: int,
-                  keep: Path | None) -> None:
+                  keep: Path | None, tree: Path | None = None) -> None:
     py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
         raise SystemExit("py-spy is missing: pip install py-spy")
@@ -208,20 +208,21 @@ async def profile(base: Settings, keywords: int, replicas: int, concurrency: int
             finally:
                 await admin.close()
             offset = await asyncio.to_thread(lambda: POSTGRES_LOG.stat().st_size)
-        async with running_fleet(env, concurrency, replicas=replicas) as fleet:
-            spies = [(out, start_py_spy(py_spy, process.pid, rate, out))
-                     for name, processes in fleet.processes.items() for index, process in enumerate(processes)
-                     for out in [env.workdir / f"{name}-{index}.raw"]]
-            await asyncio.sleep(1.0)  # py-spy attached
-            meter = CpuMeter(env.settings.database_url,
-                             lambda: [p.pid for ps in fleet.processes.values() for p in ps])
-            async with meter.running():
-                [run] = await start_runs(env, [site])
-                await wait_for_runs(env, fleet, [run], timeout=run_timeout(keywords, 0))
-            for _, spy in spies:
-                spy.send_signal(signal.SIGINT)
-            for _, spy in spies:
-                await asyncio.to_thread(spy.wait, 60)
+        with consumers_from(tree):  # the fleet's processes start in it
+            async with running_fleet(env, concurrency, replicas=replicas) as fleet:
+                spies = [(out, start_py_spy(py_spy, process.pid, rate, out))
+                         for name, processes in fleet.processes.items() for index, process in enumerate(processes)
+                         for out in [env.workdir / f"{name}-{index}.raw"]]
+                await asyncio.sleep(1.0)  # py-spy attached
+                meter = CpuMeter(env.settings.database_url,
+                                 lambda: [p.pid for ps in fleet.processes.values() for p in ps])
+                async with meter.running():
+                    [run] = await start_runs(env, [site])
+                    await wait_for_runs(env, fleet, [run], timeout=run_timeout(keywords, 0))
+                for _, spy in spies:
+                    spy.send_signal(signal.SIGINT)
+                for _, spy in spies:
+                    await asyncio.to_thread(spy.wait, 60)
         async with env.sessions() as session:
             batches = int(await session.scalar(select(func.count()).select_from(StageBatch)) or 0)
         cpu = meter.figures()
@@ -253,6 +254,9 @@ async def profile(base: Settings, keywords: int, replicas: int, concurrency: int
                 if phase in ("execute", "query"):
                     entry[3] += executions
             rows = sorted(by_statement.items(), key=lambda item: -sum(item[1][:3]))
+            statements = sum(calls for *_, calls in by_statement.values())
+            print(f"  statements executed: {int(statements):,}, {statements / batches:.2f} per batch (BEGIN and "
+                  f"COMMIT included; each one a round trip)")
             print(f"  {'ms/batch':>8} {'parse':>6} {'bind':>6} {'exec':>6} {'calls':>7}  statement")
             for sql, (parse, bind, execute, calls) in rows[:25]:
                 print(f"  {1000 * (parse + bind + execute) / batches:8.3f} {1000 * parse / batches:6.3f} "
@@ -267,10 +271,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--postgres", action="store_true", help="also PostgreSQL's CPU per statement")
     parser.add_argument("--keep", type=Path, help="copy py-spy's raw stacks here")
+    parser.add_argument("--consumers-from", type=Path, metavar="DIR",
+                        help="run the consumers from another checkout (e.g. a git worktree of an earlier commit)")
     args = parser.parse_args()
     async def run() -> None:
         await profile(get_settings(), args.keywords, args.replicas, args.concurrency, args.postgres, args.rate,
-                      args.keep)
+                      args.keep, args.consumers_from)
         await settle()  # the measurement's database and queues are removed before exiting
 
     asyncio.run(run())

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import TextClause, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consumers.deps import BatchContext, Deps, StageWork
+from consumers.deps import BatchContext, Deps, LoadInClaim, StageWork
 from consumers.planning import (
     EMIT_NEXT,
     StageTotals,
@@ -65,35 +66,46 @@ class Claim:
     batches_total: int  # of its stage, for the progress line
     items_in: int  # of its stage: how big the run's window is (`window_size`)
     streaming: bool  # the run streams this stage or the next (`consumers.planning`): finish takes the run lock first
+    inputs: Any = None  # what the stage's `load_in_claim` loaded with the claim (None without one)
 
 
 # The claim also deletes the outbox rows its process sent since its last claim (`shared.outbox`): a
-# statement it sends anyway, so the deletion costs no round trip of its own.
-CLAIM = text(f"""
-    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), {DELETE_SENT_CTE}
-    UPDATE stage_batches AS b
-       SET status = 'claimed', claim_token = :token, claimed_by = :worker,
-           lease_expires_at = now() + make_interval(secs => :lease), attempts = b.attempts + 1
-      FROM automation_runs AS r, sites AS s, run_stages AS rs, relaxed
-     WHERE b.id = :batch_id AND b.stage = :stage AND r.id = b.run_id AND r.run_id = :run_id
-       AND s.id = r.site_id AND r.status = 'running' AND rs.run_id = b.run_id AND rs.stage = b.stage
-       AND (b.status = 'pending' OR (b.status = 'claimed' AND b.lease_expires_at < now()))
- RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id, b.seq, rs.batches_total, rs.items_in,
-           rs.streamed OR EXISTS (SELECT FROM run_stages AS n WHERE n.run_id = b.run_id AND n.stage = b.stage + 1
-                                                              AND n.streamed) AS streaming
-""")
+# statement it sends anyway, so the deletion costs no round trip of its own. A stage with a
+# `load_in_claim` has its inputs loaded by the same statement (`loaded`), else `loaded` is NULL.
+CLAIM_TEMPLATE = f"""
+    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), {DELETE_SENT_CTE}, claimed AS (
+        UPDATE stage_batches AS b
+           SET status = 'claimed', claim_token = :token, claimed_by = :worker,
+               lease_expires_at = now() + make_interval(secs => :lease), attempts = b.attempts + 1
+          FROM automation_runs AS r, sites AS s, run_stages AS rs, relaxed
+         WHERE b.id = :batch_id AND b.stage = :stage AND r.id = b.run_id AND r.run_id = :run_id
+           AND s.id = r.site_id AND r.status = 'running' AND rs.run_id = b.run_id AND rs.stage = b.stage
+           AND (b.status = 'pending' OR (b.status = 'claimed' AND b.lease_expires_at < now()))
+     RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id, b.seq, rs.batches_total, rs.items_in,
+               rs.streamed OR EXISTS (SELECT FROM run_stages AS n WHERE n.run_id = b.run_id AND n.stage = b.stage + 1
+                                                                  AND n.streamed) AS streaming
+    )
+    SELECT claimed.*, {{loaded}} AS loaded FROM claimed
+"""
 
 
-async def claim_batch(deps: Deps, command: ProcessBatch, session: AsyncSession) -> Claim | None:
+@functools.cache
+def claim_statement(load_in_claim: LoadInClaim | None) -> TextClause:
+    """The claim of a stage's batch, built once per stage."""
+    return text(CLAIM_TEMPLATE.format(loaded="NULL" if load_in_claim is None else load_in_claim.sql))
+
+
+async def claim_batch(deps: Deps, command: ProcessBatch, session: AsyncSession,
+                      load_in_claim: LoadInClaim | None = None) -> Claim | None:
     """Reserve the batch for this consumer, or None when there is nothing to do (done, held by a
     live claim, or its run is not running). One statement in an autocommit `session`, without
     waiting for fsync (a lost claim only hands the batch out again): concurrent claimers
     serialize on the row. It deletes the outbox rows the process has sent meanwhile, whatever the
-    claim's outcome."""
+    claim's outcome, and with `load_in_claim` it loads the batch's inputs too (`Claim.inputs`)."""
     token = uuid.uuid4().hex
     sent_ids = deps.relay.take_sent_ids()
     try:
-        row = (await session.execute(CLAIM, {
+        row = (await session.execute(claim_statement(load_in_claim), {
             "token": token, "worker": deps.worker_id, "lease": deps.settings.batch_lease_seconds,
             "batch_id": command.batch_id, "stage": command.stage, "run_id": command.run_id,
             "sent_ids": sent_ids})).first()
@@ -111,7 +123,8 @@ async def claim_batch(deps: Deps, command: ProcessBatch, session: AsyncSession) 
     run = RunRef(pk=row.run_pk, run_id=command.run_id, site_id=row.site_id, account_id=row.account_id)
     ctx = BatchContext(run=run, batch_id=command.batch_id, stage=command.stage, settings=deps.settings)
     return Claim(batch_id=command.batch_id, token=token, item_ids=list(row.item_ids), ctx=ctx, seq=row.seq,
-                 batches_total=row.batches_total, items_in=row.items_in, streaming=row.streaming)
+                 batches_total=row.batches_total, items_in=row.items_in, streaming=row.streaming,
+                 inputs=None if load_in_claim is None else load_in_claim.decode(row.loaded))
 
 
 async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
@@ -459,10 +472,11 @@ async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork,
             await slot.enter_async_context(slots)
         try:
             async with autocommit_session(deps.sessions) as session:
-                claim = await claim_batch(deps, command, session)
+                claim = await claim_batch(deps, command, session, work.load_in_claim)
                 if claim is None:
                     return
-                inputs = await work.load(session, claim.ctx.site_id, claim.item_ids)
+                inputs = (claim.inputs if work.load_in_claim is not None
+                          else await work.load(session, claim.ctx.site_id, claim.item_ids))
         except Exception as error:
             # Released outside the block above: a handler never holds two pooled connections at once.
             if claim is not None:

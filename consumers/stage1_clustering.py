@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ClusterOut, ExistingCluster, KeywordIn
 from ai.functions import AutoCluster
-from consumers.deps import BatchContext, Deps, Written
+from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from consumers.relevance import closest, significant_words
 from shared.catalogue import BY_NUMBER
 from shared.models import Cluster, Keyword
@@ -61,6 +61,7 @@ async def sample_members(session: AsyncSession, cluster_ids: list[int], leave_ou
 class ClusteringStage:
     stage = BY_NUMBER[1]
     sequential_above: int | None = CONSOLIDATE_LIMIT
+    load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]
                    ) -> tuple[list[KeywordIn], list[ExistingCluster]]:

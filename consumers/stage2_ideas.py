@@ -34,7 +34,7 @@ from ai.base import ClusterIn, IdeaOut, InvalidAIOutput
 from ai.embeddings import embedder
 from ai.functions import GenerateIdeas
 from ai.intents import intent_key
-from consumers.deps import BatchContext, Deps, Written
+from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from consumers.relevance import closest, significant_words
 from consumers.stage1_consolidation import consolidate_run
 from shared.automation_logger import AutomationLogger, RunRef
@@ -77,6 +77,7 @@ class IdeasOutput:
 class IdeasStage:
     stage = BY_NUMBER[2]
     sequential_above: int | None = None
+    load_in_claim: LoadInClaim | None = None
 
     async def before_planning(self, deps: Deps, session: AsyncSession, run: AutomationRun, ref: RunRef) -> None:
         """Stage 1's clusters are drawn again over the whole run before their ideas are planned, in the

@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consumers.deps import BatchContext, Deps, Written
+from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from shared.catalogue import BY_NUMBER
 from shared.models import ContentIdea, Task
 from shared.seed_queries import eligible_ideas
@@ -15,6 +15,7 @@ from shared.seed_queries import eligible_ideas
 class TasksStage:
     stage = BY_NUMBER[3]
     sequential_above: int | None = None
+    load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[tuple[int, str]]:
         rows = (await session.execute(

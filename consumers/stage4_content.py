@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ArticleOut, IdeaIn, OutlineSection
 from ai.functions import GenerateContent
-from consumers.deps import BatchContext, Deps, Written
+from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from shared.catalogue import BY_NUMBER
 from shared.models import Cluster, Content, ContentIdea, Task
 from shared.seed_queries import eligible_tasks
@@ -17,6 +17,7 @@ from shared.seed_queries import eligible_tasks
 class ContentStage:
     stage = BY_NUMBER[4]
     sequential_above: int | None = None
+    load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> dict[int, IdeaIn]:
         rows = (await session.execute(

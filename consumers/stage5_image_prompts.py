@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ArticleIn, ImagePromptOut
 from ai.functions import GenerateImagePrompts
-from consumers.deps import BatchContext, Deps, Written
+from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from shared.catalogue import BY_NUMBER
 from shared.models import Content, ContentIdea, Image, Task
 from shared.seed_queries import eligible_drafts
@@ -20,6 +20,7 @@ from shared.seed_queries import eligible_drafts
 class ImagePromptsStage:
     stage = BY_NUMBER[5]
     sequential_above: int | None = None
+    load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[ArticleIn]:
         rows = (await session.execute(

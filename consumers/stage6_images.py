@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.functions import GenerateImages
-from consumers.deps import BatchContext, Deps, Written
+from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from shared.catalogue import BY_NUMBER
 from shared.media import image_path
 
@@ -35,9 +36,24 @@ class StoredImage:
     height: int
 
 
+def pending_images(ids: str, site_id: str) -> str:
+    """The seed's query: a batch's images still pending (`ids` and `site_id` are SQL expressions)."""
+    return f"""SELECT id, site_id, content_id, prompt FROM images
+                WHERE id = ANY({ids}) AND site_id = {site_id} AND status = 'pending'"""
+
+
+def decode_pending(rows: list[dict[str, Any]]) -> list[PendingImage]:
+    return [PendingImage(**row) for row in rows]
+
+
 class ImagesStage:
     stage = BY_NUMBER[6]
     sequential_above: int | None = None
+    # stage 6 runs a batch per image, most of a run's batches: the claim loads the image
+    load_in_claim: LoadInClaim | None = LoadInClaim(
+        sql=f"""(SELECT coalesce(jsonb_agg(to_jsonb(p) ORDER BY p.id), '[]')
+                   FROM ({pending_images("claimed.item_ids", "claimed.site_id")}) AS p)""",
+        decode=decode_pending)
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[PendingImage]:
         rows = (await session.execute(LOAD_PENDING, {"ids": item_ids, "site_id": site_id})).all()
@@ -70,11 +86,7 @@ class ImagesStage:
 
 
 # The batch's hot statements, prepared once: stage 6 runs a batch per image.
-LOAD_PENDING = text("""
-    SELECT id, site_id, content_id, prompt FROM images
-     WHERE id = ANY(CAST(:ids AS integer[])) AND site_id = :site_id AND status = 'pending'
-     ORDER BY id
-""")
+LOAD_PENDING = text(pending_images("CAST(:ids AS integer[])", ":site_id") + " ORDER BY id")
 # Stores the images still pending, then locks their contents (in id order, as every writer
 # does) so that two batches finishing images of one content cannot both miss that it is complete.
 STORE_AND_LOCK_CONTENTS = text("""

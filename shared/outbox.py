@@ -14,11 +14,17 @@ statement, COMMIT) and the hand-over to the relay's task. The sweep leaves a res
 its reservation runs out, so it is sent once; if the process dies before sending, or its send fails,
 the sweep sends it then, as any other row.
 
-A sent reserved row is deleted by the next statement its process sends anyway, a batch claim
-(`DELETE_SENT_CTE`, `take_sent_ids`), or within `SENT_DELETE_SECONDS` by the relay when no claim
-comes: a statement of its own per batch was one of the batch's round trips. Until the deletion
-commits, the row is still reserved; only a process that dies in that second leaves rows that the
-sweep sends again once their reservation has run out (consumers are idempotent).
+A sent reserved row is deleted by the next statement its process sends anyway: a batch claim
+(`DELETE_SENT_CTE`, `take_sent_ids`), or the relay's next poll (`DUE`) when no claim comes first. A
+statement of its own per batch was one of the batch's round trips. Until the deletion commits, the
+row is still reserved; only a process that dies in that moment leaves rows that the sweep sends
+again once their reservation has run out (consumers are idempotent).
+
+The sweep runs at once when its process wakes it, and every `poll_seconds` otherwise, for rows no
+process of their own sends (a process that died, one that has no relay); such a poll is one
+autocommit statement (`DUE`) and only finds rows to take now and then, so the sweep's transaction
+runs only then: ten processes polling an empty outbox every second cost a run as many statements
+as a tenth of its batches did.
 """
 
 from __future__ import annotations
@@ -76,8 +82,11 @@ DELETE_SENT = text(f"""
     SELECT FROM relaxed
 """)
 RELEASE = text(f"UPDATE outbox SET available_at = now() WHERE id = ANY({SENT_IDS})")
-# How long sent reserved rows wait for a claim to delete them before the relay deletes them itself.
-SENT_DELETE_SECONDS = 1.0
+# A poll of the sweep: deletes the sent rows no claim deleted, and says whether any row is due.
+DUE = text(f"""
+    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), {DELETE_SENT_CTE}
+    SELECT EXISTS (SELECT FROM outbox WHERE available_at <= now()) FROM relaxed
+""")
 
 
 @dataclass(frozen=True)
@@ -142,20 +151,21 @@ class OutboxRelay:
             self._sent_ids += ids.split(",")
 
     async def delete_sent(self) -> None:
-        """Delete the sent reserved rows no claim has deleted, in one statement. Never raises: rows
-        left behind stay reserved and are deleted next time (or sent once more after the reservation,
-        if this process is gone by then)."""
+        """Delete the sent reserved rows no claim has deleted (a process stopping). Never raises: rows
+        left behind are sent once more after their reservation."""
+        with contextlib.suppress(Exception):
+            await self.due()
+
+    async def due(self) -> bool:
+        """Whether any row is due for the sweep, in one statement that also deletes the sent reserved
+        rows no claim deleted."""
         ids = self.take_sent_ids()
-        if not ids:
-            return
         try:
             async with autocommit_session(self.sessions) as session:
-                await session.execute(DELETE_SENT, {"sent_ids": ids})
-        except BaseException as error:  # cancelled too: a process stopping deletes them (`consumers.app`)
+                return bool(await session.scalar(DUE, {"sent_ids": ids}))
+        except BaseException:
             self.put_back_sent_ids(ids)
-            if not isinstance(error, Exception):
-                raise
-            log.warning("deleting sent outbox rows failed; trying again later", exc_info=True)
+            raise
 
     async def flush(self) -> int:
         """Relay every unsent row this process can lock; returns how many were sent.
@@ -177,24 +187,16 @@ class OutboxRelay:
                 return total
 
     async def run(self) -> None:
-        """Relay forever: at once when woken, else every `poll_seconds` (catches other crashes); and
-        delete the sent reserved rows no claim took within `SENT_DELETE_SECONDS`."""
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._sweep_forever(), name="outbox-sweep")
-            tasks.create_task(self._delete_sent_forever(), name="outbox-delete-sent")
-
-    async def _delete_sent_forever(self) -> None:
+        """Relay forever: at once when woken, else every `poll_seconds` (catches other crashes) when a
+        poll finds rows due."""
         while True:
-            await asyncio.sleep(SENT_DELETE_SECONDS)
-            await self.delete_sent()
-
-    async def _sweep_forever(self) -> None:
-        while True:
+            woken = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                woken = await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
             self._wake.clear()
             try:
-                await self.flush()
+                if woken or await self.due():
+                    await self.flush()
             except asyncio.CancelledError:
                 raise
             except Exception:  # broker or database away: the rows stay unsent and are retried

@@ -62,7 +62,10 @@ class Settings(BaseSettings):
         description="Stages 3-6 take each item as soon as the batch that made it commits, so articles reach review "
         "from the run's first minutes (off: each stage starts when the one before it has finished).",
     )
-    outbox_poll_seconds: float = Field(1.0, gt=0, description="How often unsent outbox rows are swept.")
+    outbox_poll_seconds: float = Field(
+        1.0, gt=0, le=10, description="How often each process's relay polls for outbox rows that no process of "
+        "their own sends (one statement; its sweep runs when the poll finds some). At most 10 s: the poll also "
+        "deletes the rows its process sent, which must happen within their 30 s reservation.")
     batch_lease_seconds: int = Field(
         60, ge=3, description="How long a claim lasts without renewal; consumers renew it every third of it."
     )

@@ -53,17 +53,18 @@ class ReadyTogether:
         return outputs
 
 
-async def stage_4_batches(deps: Deps, site_id: int) -> tuple[Bus, list[ProcessBatch]]:
-    """Run the pipeline until stage 4's batches are queued; returns them (every one: no window)."""
+async def stage_batches(deps: Deps, site_id: int, stage: int = 4) -> tuple[Bus, list[ProcessBatch]]:
+    """Run the pipeline until `stage`'s first batches are queued; returns them, undelivered."""
     bus = Bus(deps)
     await bus.send(StartRun(site_id=site_id))
+    key = ProcessBatch.type_for(stage)
     while True:
         messages = await drain_outbox(deps)
-        assert messages, "stage 4 was never reached"
-        batches = [ProcessBatch.model_validate(p) for k, p in messages if k == "stage.4.batch"]
-        for key, payload in messages:
-            if key != "stage.4.batch":
-                await bus.deliver(key, payload)
+        assert messages, f"stage {stage} was never reached"
+        batches = [ProcessBatch.model_validate(p) for k, p in messages if k == key]
+        for routing_key, payload in messages:
+            if routing_key != key:
+                await bus.deliver(routing_key, payload)
         if batches:
             return bus, batches
 
@@ -84,7 +85,7 @@ async def test_finishes_ready_together_commit_once_each_in_one_transaction(deps,
     fast = quick(deps, stream)
     site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=1, stage_5_batch_size=4,
                            stage_6_batch_size=8)
-    bus, batches = await stage_4_batches(fast, site.id)
+    bus, batches = await stage_batches(fast, site.id)
     assert len(batches) >= 4
     work, groups = ReadyTogether(len(batches)), FinishGroups()
     # each message twice, as a redelivery beside the original would come
@@ -105,7 +106,7 @@ async def test_finishes_ready_together_commit_once_each_in_one_transaction(deps,
 async def test_a_claim_taken_over_inside_a_group_loses_only_that_batch(deps, make_site, caplog):
     fast = quick(deps, True)
     site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=1)
-    _, batches = await stage_4_batches(fast, site.id)
+    _, batches = await stage_batches(fast, site.id)
     stolen = batches[len(batches) // 2].batch_id
 
     async def take_over() -> None:  # another consumer's claim, after ours ran out
@@ -133,7 +134,7 @@ async def test_credits_running_out_inside_a_group_pay_what_they_can_then_pause(d
     fast = quick(deps, stream)
     site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=1, stage_5_batch_size=4,
                            stage_6_batch_size=8)
-    bus, batches = await stage_4_batches(fast, site.id)
+    bus, batches = await stage_batches(fast, site.id)
     assert len(batches) >= 4
     async with fast.sessions() as session, session.begin():  # two articles and a bit
         await session.execute(update(Account).where(Account.id == site.account_id)
