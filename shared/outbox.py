@@ -23,8 +23,8 @@ again once their reservation has run out (consumers are idempotent).
 The sweep runs at once when its process wakes it, and every `poll_seconds` otherwise, for rows no
 process of their own sends (a process that died, one that has no relay); such a poll is one
 autocommit statement (`DUE`) and only finds rows to take now and then, so the sweep's transaction
-runs only then: ten processes polling an empty outbox every second cost a run as many statements
-as a tenth of its batches did.
+runs only then (a transaction for every poll cost ten processes 30 statements a second, whatever
+the load).
 """
 
 from __future__ import annotations
@@ -77,10 +77,6 @@ TAKE = text("""
 # query whether or not the statement reads it).
 SENT_IDS = "CAST(string_to_array(:sent_ids, ',') AS bigint[])"
 DELETE_SENT_CTE = f"deleted_sent AS (DELETE FROM outbox WHERE id = ANY({SENT_IDS}))"
-DELETE_SENT = text(f"""
-    WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), {DELETE_SENT_CTE}
-    SELECT FROM relaxed
-""")
 RELEASE = text(f"UPDATE outbox SET available_at = now() WHERE id = ANY({SENT_IDS})")
 # A poll of the sweep: deletes the sent rows no claim deleted, and says whether any row is due.
 DUE = text(f"""
@@ -151,8 +147,8 @@ class OutboxRelay:
             self._sent_ids += ids.split(",")
 
     async def delete_sent(self) -> None:
-        """Delete the sent reserved rows no claim has deleted (a process stopping). Never raises: rows
-        left behind are sent once more after their reservation."""
+        """Delete the sent reserved rows no claim has deleted (a process stopping). Never raises but
+        when cancelled: rows left behind are sent once more after their reservation."""
         with contextlib.suppress(Exception):
             await self.due()
 
