@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, TypeVarTuple
+from typing import Any, TypeVarTuple, cast
 
-from sqlalchemy import Select, false, func
+from sqlalchemy import ARRAY, Select, Text, false, func, literal, literal_column, select, true
 
 Ts = TypeVarTuple("Ts")
 
@@ -18,14 +18,35 @@ def significant_words(texts: Iterable[str], *, min_length: int = 4, prefix: int 
                    if len(word) >= min_length})
 
 
-def closest(query: Select[*Ts], text_column: Any, words: list[str], limit: int) -> Select[*Ts]:
+def closest(query: Select[*Ts], text_column: Any, words: list[str], limit: int, ties: Any
+            ) -> Select[*Ts]:
     """`query` narrowed to the rows whose `text_column` contains any of `words`, those with the
-    most matches first, at most `limit`: common words (a brand, "best") match a large part of a
-    big site, and a prompt must stay bounded all the same. One case-insensitive regular expression
-    per row (twice as fast as an ILIKE per word; a trigram index serves it when it is selective).
-    Ties: add an ORDER BY after this one."""
+    most matches first, at most `limit`; ties in ascending `ties` (pass `-Model.id` for the newest
+    first). Common words (a brand, "best") match a large part of a big site, and a prompt must stay
+    bounded all the same.
+
+    Ranking every row that matches would read a large part of the site per batch, so a batch's cost
+    would grow with the site and a run's with its square (230 ms a stage 2 batch at 100k keywords).
+    Instead each word brings at most `limit` of its rows, found through the column's trigram index
+    (one bitmap per word), and only their union is ranked. A word that fewer than `limit` rows
+    contain, which is what tells one subject from another, brings all of them; a common word brings
+    an arbitrary `limit` of its rows, which shared common words alone would rarely rank inside the
+    cap anyway. One case-insensitive regular expression per row (twice as fast as an ILIKE per word).
+
+    The cap is written into the statement rather than bound: with a bound LIMIT a prepared
+    statement's generic plan guesses a tenth of the rows and walks a B-tree instead (120 ms against
+    20 ms a batch at 100k keywords)."""
     if not words:
         return query.where(false())
     alternation = "|".join(words)
-    return (query.where(text_column.op("~*")(alternation))
-            .order_by(func.regexp_count(text_column, alternation, 1, "i").desc()).limit(limit))
+    word = func.unnest(literal(words, ARRAY(Text))).table_valued("word").render_derived(name="words")
+    per_word = (query.add_columns(text_column.label("match_text"), ties.label("match_tie"))
+                .where(text_column.op("~*")(word.c.word)).limit(literal_column(str(int(limit))))
+                .lateral("matches"))
+    candidates = select(per_word).select_from(word).join(per_word, true()).distinct().subquery("candidates")
+    shown = list(candidates.c)[:len(query.selected_columns)]
+    ranked = (select(*shown)
+              .order_by(func.regexp_count(candidates.c.match_text, alternation, 1, "i").desc(),
+                        candidates.c.match_tie)
+              .limit(limit))
+    return cast(Select[*Ts], ranked)

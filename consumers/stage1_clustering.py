@@ -27,7 +27,7 @@ def candidate_clusters(site_id: int, patterns: list[str]) -> Select[int, str]:
     """Ids and names of the site's clusters whose names share the most words with the batch, at
     most CANDIDATE_CLUSTERS of them, so the prompt stays the same size however big the site."""
     return closest(select(Cluster.id, Cluster.name).where(Cluster.site_id == site_id), Cluster.name, patterns,
-                   CANDIDATE_CLUSTERS).order_by(Cluster.id.desc())
+                   CANDIDATE_CLUSTERS, ties=-Cluster.id)
 
 
 async def load_candidates(session: AsyncSession, site_id: int, patterns: list[str]) -> dict[int, str]:

@@ -111,12 +111,12 @@ class IdeasStage:
         taken = frozenset((await session.scalars(closest(
             select(ContentIdea.title).where(ContentIdea.site_id == site_id, _before_active_run(site_id)),
             ContentIdea.title,
-            significant_words(c.name for c in clusters), TAKEN_TITLES))).all())
+            significant_words(c.name for c in clusters), TAKEN_TITLES, ties=ContentIdea.id))).all())
         words = significant_words([c.name for c in clusters] + [k for c in clusters for k in c.keywords])
         prior = (await session.execute(closest(
             select(ContentIdea.title, func.coalesce(ContentIdea.primary_keyword, ""))
             .where(ContentIdea.site_id == site_id, _before_active_run(site_id)),
-            ContentIdea.title, words, TAKEN_TITLES).order_by(ContentIdea.id))).all()
+            ContentIdea.title, words, TAKEN_TITLES, ties=ContentIdea.id))).all()
         # the clusters' own ideas (a reopened cluster's), whatever the narrowing above kept: all of
         # them are from before the run, since a cluster is in one batch of a run
         prior = list(dict.fromkeys([*(await session.execute(
@@ -125,7 +125,7 @@ class IdeasStage:
         earlier = (await session.execute(closest(
             select(Keyword.cluster_id, Keyword.keyword)
             .where(Keyword.site_id == site_id, Keyword.cluster_id < max(c.id for c in clusters)),
-            Keyword.keyword, words, PRIOR_KEYWORDS).order_by(Keyword.id))).all()
+            Keyword.keyword, words, PRIOR_KEYWORDS, ties=Keyword.id))).all()
         return IdeasInput(clusters, taken, tuple((t, p) for t, p in prior),
                           tuple((c, k) for c, k in earlier if c is not None))
 

@@ -32,6 +32,9 @@ class Keyword(Base):
         CheckConstraint("status IN ('new', 'clustered')", name="keyword_status_known"),
         Index("keywords_eligible", "site_id", postgresql_where=text(
             "status = 'new' AND cluster_id IS NULL AND disabled = false")),
+        # trigram index for stage 2's word matching of earlier keywords (consumers/relevance.py), migration 0014
+        Index("keywords_keyword_trgm", "keyword", postgresql_using="gin",
+              postgresql_ops={"keyword": "gin_trgm_ops"}, postgresql_with={"fastupdate": "off"}),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

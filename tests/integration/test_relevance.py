@@ -3,11 +3,11 @@ possibly clashing titles for stage 2."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from consumers.relevance import significant_words
 from consumers.stage1_clustering import CANDIDATE_CLUSTERS, ClusteringStage
-from consumers.stage2_ideas import TAKEN_TITLES, IdeasStage
+from consumers.stage2_ideas import PRIOR_KEYWORDS, TAKEN_TITLES, IdeasStage
 from shared.models import Cluster, ContentIdea, Keyword
 
 
@@ -68,3 +68,62 @@ async def test_stage_two_shows_at_most_the_cap_of_titles_the_closest_first(sessi
     taken = await taken_titles(sessions, site.id, "Garden topics", titles)
     assert len(taken) == TAKEN_TITLES
     assert "Raised Garden Beds: A Guide" in taken  # shares three words: ranked first, inside the cap
+
+
+async def earlier_keywords(sessions, site_id: int, earlier: list[str], batch_keyword: str,  # type: ignore[no-untyped-def]
+                           ) -> tuple[tuple[int, str], ...]:
+    """What stage 2 compares a new cluster's `batch_keyword` with, when the site's earlier clusters
+    hold `earlier` (one cluster per 50 keywords, in that order)."""
+    async with sessions() as session, session.begin():
+        for start in range(0, len(earlier), 50):
+            cluster = Cluster(site_id=site_id, name=f"Earlier {start}", status="mapped")
+            session.add(cluster)
+            await session.flush()
+            session.add_all([Keyword(site_id=site_id, keyword=k, volume=10, status="clustered", cluster_id=cluster.id)
+                             for k in earlier[start:start + 50]])
+        new = Cluster(site_id=site_id, name="Starters", status="new")
+        session.add(new)
+        await session.flush()
+        session.add(Keyword(site_id=site_id, keyword=batch_keyword, volume=10, status="clustered",
+                            cluster_id=new.id))
+        new_id = new.id
+    async with sessions() as session:
+        await session.execute(text("ANALYZE keywords"))  # as autovacuum does once a site has grown
+    async with sessions() as session:
+        inputs = await IdeasStage().load(session, site_id, [new_id])
+    assert inputs is not None
+    return inputs.earlier_keywords
+
+
+async def test_a_common_word_does_not_crowd_out_a_rare_one(sessions, make_site) -> None:
+    """Each word brings at most the cap of its rows: "best" matches more earlier keywords than the
+    cap, the rare "sourdough" one, written last, is still compared, and ranked first."""
+    site = await make_site(keywords=0)
+    flood = [f"best widget {n}" for n in range(PRIOR_KEYWORDS + 100)]
+    found = await earlier_keywords(sessions, site.id, [*flood, "best sourdough starter"], "sourdough starter best")
+    assert len(found) == PRIOR_KEYWORDS
+    assert found[0][1] == "best sourdough starter"  # three words shared; the widgets share one
+
+
+async def test_earlier_keywords_read_a_bounded_part_of_the_site(sessions, make_site, monkeypatch) -> None:
+    """A batch reads about the cap of keyword rows per word, not every keyword of its site: with a
+    site twenty times the size of (cap x words), it reads well under half of its keywords."""
+    monkeypatch.setattr("consumers.stage2_ideas.PRIOR_KEYWORDS", 10)
+    site = await make_site(keywords=0)
+    flood = [f"best cheap widget {n}" for n in range(1200)]
+    read_before = await keyword_rows_read(sessions)
+    found = await earlier_keywords(sessions, site.id, flood, "best cheap widget starter")
+    read = await keyword_rows_read(sessions) - read_before
+    assert len(found) == 10
+    assert read < len(flood) // 2, f"{read} keyword rows read for one batch of a {len(flood)}-keyword site"
+
+
+async def keyword_rows_read(sessions) -> int:  # type: ignore[no-untyped-def]
+    """Rows of `keywords` read so far by sequential and index scans, this backend's counts flushed."""
+    async with sessions() as session:
+        await session.execute(text("SELECT pg_stat_force_next_flush()"))
+    async with sessions() as session:
+        await session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return int(await session.scalar(text(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables "
+            "WHERE relname = 'keywords'")) or 0)
