@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVarTuple, cast
 
 from sqlalchemy import ARRAY, Select, Text, false, func, literal, literal_column, select, true
+from sqlalchemy.dialects.postgresql import distinct_on
 
 Ts = TypeVarTuple("Ts")
 
@@ -43,7 +44,8 @@ def closest(query: Select[*Ts], text_column: Any, words: list[str], limit: int, 
     per_word = (query.add_columns(text_column.label("match_text"), ties.label("match_tie"))
                 .where(text_column.op("~*")(word.c.word)).limit(literal_column(str(int(limit))))
                 .lateral("matches"))
-    candidates = select(per_word).select_from(word).join(per_word, true()).distinct().subquery("candidates")
+    candidates = (select(per_word).select_from(word).join(per_word, true()).ext(distinct_on(per_word.c.match_tie))
+                  .subquery("candidates"))
     shown = list(candidates.c)[:len(query.selected_columns)]
     ranked = (select(*shown)
               .order_by(func.regexp_count(candidates.c.match_text, alternation, 1, "i").desc(),
