@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Integer, Select, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ClusterOut, ExistingCluster, KeywordIn
 from ai.functions import AutoCluster
 from consumers.deps import BatchContext, Deps, LoadInClaim, Written
-from consumers.relevance import closest, significant_words
+from consumers.relevance import closest, matching, significant_words
 from shared.catalogue import BY_NUMBER
 from shared.models import Cluster, Keyword
 from shared.seed_queries import eligible_keywords
@@ -23,11 +24,13 @@ CANDIDATE_CLUSTERS = 200  # existing clusters shown per batch: a prompt (and a g
 CONSOLIDATE_LIMIT = 20_000
 
 
-def candidate_clusters(site_id: int, patterns: list[str]) -> Select[int, str]:
-    """Ids and names of the site's clusters whose names share the most words with the batch, at
-    most CANDIDATE_CLUSTERS of them, so the prompt stays the same size however big the site."""
-    return closest(select(Cluster.id, Cluster.name).where(Cluster.site_id == site_id), Cluster.name, patterns,
-                   CANDIDATE_CLUSTERS, ties=-Cluster.id)
+@functools.cache
+def candidate_clusters(limit: int) -> Select[int, str]:
+    """Ids and names of the site (bound `site_id`)'s clusters whose names share the most of the bound
+    words with the batch (`matching`), at most `limit`, so the prompt stays the same size however big
+    the site. Built once per limit."""
+    return closest(select(Cluster.id, Cluster.name).where(Cluster.site_id == bindparam("site_id", type_=Integer)),
+                   Cluster.name, limit, ties=-Cluster.id)
 
 
 async def load_candidates(session: AsyncSession, site_id: int, patterns: list[str]) -> dict[int, str]:
@@ -38,7 +41,10 @@ async def load_candidates(session: AsyncSession, site_id: int, patterns: list[st
                                    .order_by(Cluster.id).limit(CANDIDATE_CLUSTERS + 1))).all()
     if len(every) <= CANDIDATE_CLUSTERS:
         return {row[0]: row[1] for row in every}
-    return {row[0]: row[1] for row in (await session.execute(candidate_clusters(site_id, patterns))).all()}
+    if not patterns:  # no word to share
+        return {}
+    return {row[0]: row[1] for row in (await session.execute(
+        candidate_clusters(CANDIDATE_CLUSTERS), {"site_id": site_id, **matching(patterns)})).all()}
 
 
 

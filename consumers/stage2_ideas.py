@@ -22,11 +22,12 @@ The simulated provider (`fixed_workload`) is a benchmark's fixed workload, not c
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +36,7 @@ from ai.embeddings import embedder
 from ai.functions import GenerateIdeas
 from ai.intents import intent_key
 from consumers.deps import BatchContext, Deps, LoadInClaim, Written
-from consumers.relevance import closest, significant_words
+from consumers.relevance import closest, matching, significant_words
 from consumers.stage1_consolidation import consolidate_run
 from shared.automation_logger import AutomationLogger, RunRef
 from shared.catalogue import BY_NUMBER
@@ -48,12 +49,41 @@ NEAR_DUPLICATE = 0.85  # MiniLM cosine from which two keywords or titles ask for
 LOGGED_DROPS = 8  # drops spelled out per batch in the run log (the rest counted)
 
 
-def _before_active_run(site_id: int) -> ColumnElement[bool]:
+def _before_active_run(site_id: Any) -> ColumnElement[bool]:
     """Ideas the site had when its active run (at most one: the per-site lock) started."""
     started = (select(AutomationRun.started_at)
                .where(AutomationRun.site_id == site_id, AutomationRun.status.in_(ACTIVE_RUN_STATUSES))
                .scalar_subquery())
     return ContentIdea.created_at < func.coalesce(started, func.now())
+
+
+# The word-matching statements of `load`, built once per cap (`consumers.relevance.closest`); each binds
+# the site (`site_id`) and the batch's words (`matching`).
+@functools.cache
+def _taken_titles(limit: int) -> Select[str]:
+    """Titles the site had before its run, sharing the most words with the batch's cluster names."""
+    site = bindparam("site_id", type_=Integer)
+    return closest(select(ContentIdea.title).where(ContentIdea.site_id == site, _before_active_run(site)),
+                   ContentIdea.title, limit, ties=ContentIdea.id)
+
+
+@functools.cache
+def _prior_ideas(limit: int) -> Select[str, str]:
+    """(title, primary keyword) of the site's ideas from before its run sharing the most words with the batch."""
+    site = bindparam("site_id", type_=Integer)
+    return closest(select(ContentIdea.title, func.coalesce(ContentIdea.primary_keyword, ""))
+                   .where(ContentIdea.site_id == site, _before_active_run(site)),
+                   ContentIdea.title, limit, ties=ContentIdea.id)
+
+
+@functools.cache
+def _earlier_keywords(limit: int) -> Select[int | None, str]:
+    """(cluster id, keyword) of the site's clusters before the batch's last one (`last_cluster`),
+    sharing the most words with the batch."""
+    return closest(select(Keyword.cluster_id, Keyword.keyword)
+                   .where(Keyword.site_id == bindparam("site_id", type_=Integer),
+                          Keyword.cluster_id < bindparam("last_cluster", type_=Integer)),
+                   Keyword.keyword, limit, ties=Keyword.id)
 
 
 @dataclass(frozen=True)
@@ -108,24 +138,20 @@ class IdeasStage:
                     for c, kws in rows]
         # titles that could clash: the site's titles sharing the most words with the clusters' names
         # (a site-wide list would grow with the site; the unique constraint rejects any clash missed)
-        taken = frozenset((await session.scalars(closest(
-            select(ContentIdea.title).where(ContentIdea.site_id == site_id, _before_active_run(site_id)),
-            ContentIdea.title,
-            significant_words(c.name for c in clusters), TAKEN_TITLES, ties=ContentIdea.id))).all())
+        name_words = significant_words(c.name for c in clusters)
+        taken = frozenset((await session.scalars(_taken_titles(TAKEN_TITLES), {
+            "site_id": site_id, **matching(name_words)})).all()) if name_words else frozenset()
         words = significant_words([c.name for c in clusters] + [k for c in clusters for k in c.keywords])
-        prior = (await session.execute(closest(
-            select(ContentIdea.title, func.coalesce(ContentIdea.primary_keyword, ""))
-            .where(ContentIdea.site_id == site_id, _before_active_run(site_id)),
-            ContentIdea.title, words, TAKEN_TITLES, ties=ContentIdea.id))).all()
+        prior = (await session.execute(_prior_ideas(TAKEN_TITLES), {"site_id": site_id, **matching(words)})).all() \
+            if words else []
         # the clusters' own ideas (a reopened cluster's), whatever the narrowing above kept: all of
         # them are from before the run, since a cluster is in one batch of a run
         prior = list(dict.fromkeys([*(await session.execute(
             select(ContentIdea.title, func.coalesce(ContentIdea.primary_keyword, ""))
             .where(ContentIdea.cluster_id.in_(list(covered))).order_by(ContentIdea.id))).all(), *prior]))
-        earlier = (await session.execute(closest(
-            select(Keyword.cluster_id, Keyword.keyword)
-            .where(Keyword.site_id == site_id, Keyword.cluster_id < max(c.id for c in clusters)),
-            Keyword.keyword, words, PRIOR_KEYWORDS, ties=Keyword.id))).all()
+        earlier = (await session.execute(_earlier_keywords(PRIOR_KEYWORDS), {
+            "site_id": site_id, "last_cluster": max(c.id for c in clusters), **matching(words)})).all() \
+            if words else []
         return IdeasInput(clusters, taken, tuple((t, p) for t, p in prior),
                           tuple((c, k) for c, k in earlier if c is not None))
 
