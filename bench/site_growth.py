@@ -98,6 +98,7 @@ async def measure(sizes: list[int]) -> list[dict[str, Any]]:
 
 def measure_revision(revision: str, sizes: list[int]) -> list[dict[str, Any]]:
     """`measure` run by a child interpreter on a worktree of `revision` (its code and migrations)."""
+    print(f"{revision} (before):", flush=True)
     tree = Path(tempfile.gettempdir()) / f"automation-growth-{uuid.uuid4().hex[:8]}"
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(tree), revision],
                    check=True)

@@ -26,9 +26,9 @@ CONSOLIDATE_LIMIT = 20_000
 
 @functools.cache
 def candidate_clusters(limit: int) -> Select[int, str]:
-    """Ids and names of the site (bound `site_id`)'s clusters whose names share the most of the bound
-    words with the batch (`matching`), at most `limit`, so the prompt stays the same size however big
-    the site. Built once per limit."""
+    """Ids and names of the clusters (of the site bound as `site_id`) whose names share the most of
+    the batch's bound words (`matching`), at most `limit`, so the prompt stays the same size however
+    big the site. Built once per limit."""
     return closest(select(Cluster.id, Cluster.name).where(Cluster.site_id == bindparam("site_id", type_=Integer)),
                    Cluster.name, limit, ties=-Cluster.id)
 
