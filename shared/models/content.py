@@ -33,7 +33,7 @@ class Keyword(Base):
         Index("keywords_eligible", "site_id", postgresql_where=text(
             "status = 'new' AND cluster_id IS NULL AND disabled = false")),
         # trigram index for stage 2's word matching of earlier keywords (consumers/relevance.py), migration 0014
-        Index("keywords_keyword_trgm", "keyword", postgresql_using="gin",
+        Index("keywords_site_keyword_trgm", "site_id", "keyword", postgresql_using="gin",
               postgresql_ops={"keyword": "gin_trgm_ops"}, postgresql_with={"fastupdate": "off"}),
     )
 
