@@ -7,6 +7,7 @@ name starts with `t<id>` (a fresh prefix per end-to-end test), all removed at th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_sch
 from shared.models import Site
 from shared.outbox import NoRelay
 from shared.settings import Settings
+from tests.support import delete_topology
 
 RUN_ID = uuid.uuid4().hex[:8]
 PG_URL = os.environ.get("AUTOMATION_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
@@ -56,6 +58,16 @@ async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[Async
     await engine.dispose()
     if not os.environ.get("AUTOMATION_KEEP_TEST_DB"):
         await drop_database(settings.database_url)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def broker_topology(settings: Settings) -> AsyncIterator[None]:
+    """The run's exchanges and queues (its prefix) are removed when it ends, as its database is; the
+    e2e fleets' own prefixes are removed by their fixtures. A broker that is down leaves nothing to
+    remove, and must not fail a run of unit tests."""
+    yield
+    with contextlib.suppress(Exception):
+        await delete_topology(settings)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Self
 
+import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from faststream import BaseMiddleware, FastStream
 from faststream.rabbit import RabbitExchange, RabbitQueue, TestRabbitBroker
@@ -35,6 +36,7 @@ from shared.messaging import describe, make_broker
 from shared.models import OutboxMessage
 from shared.outbox import OutboxRelay, add_events
 from shared.publishers import declare_publishers
+from shared.settings import Settings
 from shared.topology import ATTEMPT_HEADER, Topology
 
 
@@ -232,3 +234,17 @@ async def site_outcome(deps: Deps, site_id: int) -> dict[str, int]:
     }
     async with deps.sessions() as session:
         return {name: int(await session.scalar(text(sql), {"s": site_id}) or 0) for name, sql in queries.items()}
+
+
+async def delete_topology(settings: Settings) -> None:
+    """Remove every exchange and queue of a prefix (the test's own)."""
+    topology = Topology.from_settings(settings)
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        names = {q.name for q, _ in topology.bindings()} | {topology.dead_letter_queue.name}
+        names |= {topology.retry_queue(t).name for t in range(len(topology.retry_delays_seconds))}
+        for name in names:
+            await channel.queue_delete(name)
+        for exchange in (topology.exchange, topology.dead_letter_exchange, topology.retry_exchange):
+            await channel.exchange_delete(exchange.name)

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
-import aio_pika
 import httpx
 import pytest
 
@@ -20,25 +19,11 @@ from automation.supervisor import ConsumerFleet, settings_env
 from consumers.app import PROCESSES
 from producers.client import AutomationClient
 from shared.settings import Settings
-from shared.topology import Topology
+from tests.support import delete_topology
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's, installed by scripts/setup-browser
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-async def delete_topology(settings: Settings) -> None:
-    """Remove every exchange and queue of a prefix (the test's own)."""
-    topology = Topology.from_settings(settings)
-    connection = await aio_pika.connect(settings.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        names = {q.name for q, _ in topology.bindings()} | {topology.dead_letter_queue.name}
-        names |= {topology.retry_queue(t).name for t in range(len(topology.retry_delays_seconds))}
-        for name in names:
-            await channel.queue_delete(name)
-        for exchange in (topology.exchange, topology.dead_letter_exchange, topology.retry_exchange):
-            await channel.exchange_delete(exchange.name)
 
 
 @pytest.fixture(scope="module")
