@@ -28,13 +28,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
 POSITIONS = (0.01, 0.5, 0.99)
 SAMPLES = 8  # consecutive clusters timed at each position
 GROUP = 8  # keywords per cluster, as the simulated clusterer groups the synthetic keywords
@@ -98,10 +95,10 @@ async def measure(sizes: list[int]) -> list[dict[str, Any]]:
 
 def measure_revision(revision: str, sizes: list[int]) -> list[dict[str, Any]]:
     """`measure` run by a child interpreter on a worktree of `revision` (its code and migrations)."""
+    from bench.ab import add_worktree, remove_worktree
+
     print(f"{revision} (before):", flush=True)
-    tree = Path(tempfile.gettempdir()) / f"automation-growth-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(tree), revision],
-                   check=True)
+    tree = add_worktree(revision)
     try:
         out = subprocess.run([sys.executable, str(Path(__file__)), "--child", *(f"-n{n}" for n in sizes)],
                              cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True,
@@ -109,7 +106,7 @@ def measure_revision(revision: str, sizes: list[int]) -> list[dict[str, Any]]:
         print(out.rsplit("\n", 2)[0], flush=True)
         return list(json.loads(out.strip().splitlines()[-1]))
     finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+        remove_worktree(tree)
 
 
 def print_table(label: str, rows: list[dict[str, Any]]) -> None:

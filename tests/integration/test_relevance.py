@@ -3,7 +3,7 @@ possibly clashing titles for stage 2."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from consumers.relevance import significant_words
 from consumers.stage1_clustering import CANDIDATE_CLUSTERS, ClusteringStage
@@ -89,8 +89,6 @@ async def earlier_keywords(sessions, site_id: int, earlier: list[str], batch_key
         session.add(Keyword(site_id=site_id, keyword=batch_keyword, volume=10, status="clustered",
                             cluster_id=new.id))
         new_id = new.id
-    async with sessions() as session:
-        await session.execute(text("ANALYZE keywords"))  # as autovacuum does once a site has grown
     async with sessions() as session:
         inputs = await IdeasStage().load(session, site_id, [new_id])
     assert inputs is not None
