@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from automation import event_loop
 from shared.settings import Settings
 from shared.settings import get_settings as _read_settings
 
@@ -60,7 +61,8 @@ def consume(
     if process not in PROCESSES:
         raise typer.BadParameter(f"expected one of {', '.join(PROCESSES)}", param_hint="PROCESS")
     _logging(verbose)
-    asyncio.run(build_app(process, get_settings(), concurrency).run())
+    settings = get_settings()
+    event_loop.run(build_app(process, settings, concurrency).run(), settings.event_loop)
 
 
 @app.command()
@@ -72,7 +74,8 @@ def demo(
     from automation.demo import run_demo
 
     _logging()
-    raise typer.Exit(asyncio.run(run_demo(get_settings(), keywords, concurrency)))
+    settings = get_settings()
+    raise typer.Exit(event_loop.run(run_demo(settings, keywords, concurrency), settings.event_loop))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -99,7 +102,8 @@ def api(host: str = typer.Option("0.0.0.0"), port: int = typer.Option(8000, min=
 
     _logging()
     settings = get_settings()
-    uvicorn.run(create_app(settings, asyncapi_document(settings)), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, asyncapi_document(settings)), host=host, port=port, log_level="info",
+                loop="uvloop" if event_loop.loop_factory(settings.event_loop) else "asyncio")
 
 
 @app.command("secret-key")
@@ -116,7 +120,8 @@ def scheduler_command() -> None:
     from scheduler.app import run_scheduler
 
     _logging()
-    asyncio.run(run_scheduler(get_settings()))
+    settings = get_settings()
+    event_loop.run(run_scheduler(settings), settings.event_loop)
 
 
 account_app = typer.Typer(help="Accounts.", no_args_is_help=True)

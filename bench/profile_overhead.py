@@ -79,7 +79,9 @@ OURS: dict[str, str | re.Pattern[str] | None] = {  # inclusive: samples with thi
     "socket writes (the send system call)": "_SelectorSocketTransport.write (asyncio/selector_events.py",
     "FastStream consume path outside the handler": None,  # computed below
 }
-LOOP = ("asyncio/base_events.py", "asyncio/events.py", "asyncio/selector_events.py", "selectors.py")
+# uvloop's loop is C code under the process's runner (`automation.event_loop`): its samples end there
+LOOP = ("asyncio/base_events.py", "asyncio/events.py", "asyncio/selector_events.py", "selectors.py",
+        "automation/event_loop.py")
 
 
 def frame_file(frame: str) -> str:
@@ -98,7 +100,7 @@ def layer_of(frames: list[str]) -> str:
     for frame in reversed(frames):
         path = frame_file(frame)
         if path.startswith(LOOP):
-            return "event loop, sockets, selectors (asyncio; C code it calls)"
+            return "event loop, sockets, selectors (asyncio or uvloop; C code it calls)"
         if is_stdlib(path):
             continue
         for label, prefix in LAYERS:

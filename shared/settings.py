@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         description="Stages 3-6 take each item as soon as the batch that made it commits, so articles reach review "
         "from the run's first minutes (off: each stage starts when the one before it has finished).",
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="Event loop of the consumers, the scheduler and the API: uvloop (libuv; less CPU per message "
+        "and statement) or asyncio (the standard library's, e.g. where uvloop is not installed).",
+    )
     outbox_poll_seconds: float = Field(
         1.0, gt=0, le=10, description="How often each process's relay polls for outbox rows that no process of "
         "their own sends (one statement; its sweep runs when the poll finds some). At most 10 s: the poll also "
