@@ -20,6 +20,7 @@ from shared.models import (
     Cluster,
     Content,
     ContentIdea,
+    Image,
     Keyword,
     OutboxMessage,
     RunStage,
@@ -75,6 +76,25 @@ async def test_full_run_reaches_the_review_gate(deps, make_site):
     assert run.stage_1_result["credits"] == 3 * math.ceil(20 / 5)
     assert run.stage_4_result["credits"] == 5 * outcome["content"]
     assert run.stage_6_result["credits"] == 2 * outcome["images"]
+    # what stages 4 and 5 wrote, field by field: each task completed with its draft, the draft's
+    # sections its H2 headings, and its images numbered from the featured one, each in a section
+    async with deps.sessions() as session:
+        task_states = (await session.scalars(select(Task.status).where(Task.site_id == site.id))).all()
+        drafts = (await session.execute(select(Content.id, Content.sections, Content.markdown)
+                                        .where(Content.site_id == site.id))).all()
+        images = (await session.execute(select(Image.content_id, Image.kind, Image.position, Image.section)
+                                        .where(Image.site_id == site.id).order_by(Image.content_id, Image.position)
+                                        )).all()
+    assert set(task_states) == {"completed"}
+    sections_of = {content_id: sections for content_id, sections, _ in drafts}
+    for _, sections, markdown in drafts:
+        assert sections and all(isinstance(h, str) and f"## {h}" in markdown for h in sections), sections
+    assert {content_id for content_id, *_ in images} == set(sections_of)
+    for content_id in sections_of:
+        own = [image for image in images if image.content_id == content_id]
+        assert [image.position for image in own] == list(range(len(own)))
+        assert [image.kind for image in own] == ["featured"] + ["in_article"] * (len(own) - 1)
+        assert all(image.section in sections_of[content_id] for image in own[1:])
 
 
 async def test_seed_queries_leave_ineligible_items_alone(deps, make_site):
