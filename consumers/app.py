@@ -22,7 +22,7 @@ from faststream.rabbit import Channel, RabbitBroker
 
 from ai import make_provider
 from consumers import notify, publish, run_control
-from consumers.batches import FinishGroups, process_batch
+from consumers.batches import ClaimGroups, FinishGroups, process_batch
 from consumers.deps import Deps
 from consumers.planning import plan_stage as plan_batches
 from consumers.registry import STAGE_WORK
@@ -96,7 +96,7 @@ def subscribe_stage(broker: RabbitBroker, topology: Topology, stage: int, concur
     if stage == 7:
         return
 
-    slots, finishes = asyncio.Semaphore(concurrency), FinishGroups()
+    slots, finishes, claims = asyncio.Semaphore(concurrency), FinishGroups(), ClaimGroups()
     batch = topology.batch_queue(stage)
 
     @broker.subscriber(topology.consumed(batch), channel=Channel(prefetch_count=concurrency * PREFETCH_PER_SLOT),
@@ -108,7 +108,7 @@ def subscribe_stage(broker: RabbitBroker, topology: Topology, stage: int, concur
             if command.stage != stage:
                 raise PoisonMessage(f"{command.type} does not belong to stage {stage}")
             with BATCH_SECONDS.labels(str(stage)).time():
-                await process_batch(deps_of(), command, STAGE_WORK[stage], slots, finishes)
+                await process_batch(deps_of(), command, STAGE_WORK[stage], slots, finishes, claims)
 
 
 def subscribe_publish(broker: RabbitBroker, topology: Topology, concurrency: int, deps_of: DepsOf) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -69,19 +70,28 @@ class Claim:
     inputs: Any = None  # what the stage's `load_in_claim` loaded with the claim (None without one)
 
 
-# The claim also deletes the outbox rows its process sent since its last claim (`shared.outbox`): a
-# statement it sends anyway, so the deletion costs no round trip of its own. A stage with a
-# `load_in_claim` has its inputs loaded by the same statement (`loaded`), else `loaded` is NULL.
+# The claim of one or more batches of a stage (`ClaimGroups`), each named by its id, run and the token
+# its handler drew (`:batch_ids`, `:run_ids`, `:tokens`: comma-joined, so that no array parameter costs a
+# new connection asyncpg's type introspection); it returns a row for each batch it claimed, whose token
+# says which handler it is for. Two messages of one batch in a group (a duplicate delivery) join the
+# same row: PostgreSQL updates it once, with one of the two tokens, and the other handler finds nothing
+# to do. The claim also deletes the outbox rows its process sent since its last claim
+# (`shared.outbox`): a statement it sends anyway, so the deletion costs no round trip of its own. A
+# stage with a `load_in_claim` has each batch's inputs loaded by the same statement (`loaded`), else
+# `loaded` is NULL.
 CLAIM_TEMPLATE = f"""
     WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)), {DELETE_SENT_CTE}, claimed AS (
         UPDATE stage_batches AS b
-           SET status = 'claimed', claim_token = :token, claimed_by = :worker,
+           SET status = 'claimed', claim_token = w.token, claimed_by = :worker,
                lease_expires_at = now() + make_interval(secs => :lease), attempts = b.attempts + 1
-          FROM automation_runs AS r, sites AS s, run_stages AS rs, relaxed
-         WHERE b.id = :batch_id AND b.stage = :stage AND r.id = b.run_id AND r.run_id = :run_id
+          FROM unnest(CAST(string_to_array(:batch_ids, ',') AS bigint[]), string_to_array(:run_ids, ','),
+                      string_to_array(:tokens, ',')) AS w(batch_id, run_id, token),
+               automation_runs AS r, sites AS s, run_stages AS rs, relaxed
+         WHERE b.id = w.batch_id AND b.stage = :stage AND r.id = b.run_id AND r.run_id = w.run_id
            AND s.id = r.site_id AND r.status = 'running' AND rs.run_id = b.run_id AND rs.stage = b.stage
            AND (b.status = 'pending' OR (b.status = 'claimed' AND b.lease_expires_at < now()))
-     RETURNING b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id, b.seq, rs.batches_total, rs.items_in,
+     RETURNING b.claim_token, b.item_ids, b.run_id AS run_pk, r.site_id, s.account_id, b.seq, rs.batches_total,
+               rs.items_in,
                rs.streamed OR EXISTS (SELECT FROM run_stages AS n WHERE n.run_id = b.run_id AND n.stage = b.stage + 1
                                                                   AND n.streamed) AS streaming
     )
@@ -91,40 +101,136 @@ CLAIM_TEMPLATE = f"""
 
 @functools.cache
 def claim_statement(load_in_claim: LoadInClaim | None) -> TextClause:
-    """The claim of a stage's batch, built once per stage."""
+    """The claim of a stage's batches, built once per stage."""
     return text(CLAIM_TEMPLATE.format(loaded="NULL" if load_in_claim is None else load_in_claim.sql))
+
+
+async def claim_batches(deps: Deps, stage: int, commands: Sequence[ProcessBatch], session: AsyncSession,
+                        load_in_claim: LoadInClaim | None = None) -> list[Claim | None]:
+    """Reserve the batches of `commands` (all of `stage`) for this consumer in one statement, in an
+    autocommit `session` and without waiting for fsync (a lost claim only hands the batch out again):
+    for each command its Claim, or None when this statement did not claim it (done, held by a live
+    claim, its run not running, a duplicate of another command here, or not what it says it is:
+    `check_unclaimed` tells those apart). It deletes the outbox rows the process has sent meanwhile,
+    whatever the outcome, and with `load_in_claim` it loads each batch's inputs too (`Claim.inputs`)."""
+    tokens = [uuid.uuid4().hex for _ in commands]
+    sent_ids = deps.relay.take_sent_ids()
+    try:
+        rows = (await session.execute(claim_statement(load_in_claim), {
+            "worker": deps.worker_id, "lease": deps.settings.batch_lease_seconds, "stage": stage,
+            "batch_ids": ",".join(str(c.batch_id) for c in commands), "run_ids": ",".join(c.run_id for c in commands),
+            "tokens": ",".join(tokens), "sent_ids": sent_ids})).all()
+    except BaseException:
+        deps.relay.put_back_sent_ids(sent_ids)
+        raise
+    by_token = {row.claim_token: row for row in rows}
+    claims: list[Claim | None] = []
+    for command, token in zip(commands, tokens, strict=True):
+        row = by_token.get(token)
+        if row is None:
+            claims.append(None)
+            continue
+        run = RunRef(pk=row.run_pk, run_id=command.run_id, site_id=row.site_id, account_id=row.account_id)
+        ctx = BatchContext(run=run, batch_id=command.batch_id, stage=stage, settings=deps.settings)
+        claims.append(Claim(batch_id=command.batch_id, token=token, item_ids=list(row.item_ids), ctx=ctx,
+                            seq=row.seq, batches_total=row.batches_total, items_in=row.items_in,
+                            streaming=row.streaming,
+                            inputs=None if load_in_claim is None else load_in_claim.decode(row.loaded)))
+    return claims
+
+
+async def check_unclaimed(session: AsyncSession, command: ProcessBatch) -> None:
+    """A command whose batch a claim did not reserve: nothing to do if the batch is what the command
+    says (stage and run), else the message is forged or misrouted (PoisonMessage)."""
+    known = (await session.execute(
+        select(StageBatch.stage, AutomationRun.run_id)
+        .join(AutomationRun, AutomationRun.id == StageBatch.run_id)
+        .where(StageBatch.id == command.batch_id))).first()
+    if known is None or tuple(known) != (command.stage, command.run_id):
+        raise PoisonMessage(f"batch {command.batch_id} is not stage {command.stage} of run {command.run_id}")
 
 
 async def claim_batch(deps: Deps, command: ProcessBatch, session: AsyncSession,
                       load_in_claim: LoadInClaim | None = None) -> Claim | None:
-    """Reserve the batch for this consumer, or None when there is nothing to do (done, held by a
-    live claim, or its run is not running). One statement in an autocommit `session`, without
-    waiting for fsync (a lost claim only hands the batch out again): concurrent claimers
-    serialize on the row. It deletes the outbox rows the process has sent meanwhile, whatever the
-    claim's outcome, and with `load_in_claim` it loads the batch's inputs too (`Claim.inputs`)."""
-    token = uuid.uuid4().hex
-    sent_ids = deps.relay.take_sent_ids()
+    """Reserve one batch (`claim_batches`), or None when there is nothing to do; PoisonMessage when
+    the batch is not what the command says."""
+    claim, = await claim_batches(deps, command.stage, [command], session, load_in_claim)
+    if claim is None:
+        await check_unclaimed(session, command)
+    return claim
+
+
+class ClaimGroups:
+    """Claims of one stage that arrive while another claim of it is in flight go into one statement
+    together: one round trip, one plan and one pooled connection for the group instead of one each.
+
+    A claim with nothing before it goes at once, alone, so grouping adds no wait: a claim waits only
+    while the statement before it runs, which it would have spent waiting for the pool and the CPU
+    anyway. When a group's statement fails (the database away, a deadlock between two groups that
+    claim the same batches in another order), every claim of it is tried alone, so each gets its
+    own outcome. A handler that goes away while its claim is in flight (a consumer stopping) has the
+    batch handed back at once rather than left to its lease.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, list[tuple[ProcessBatch, asyncio.Future[Claim | None]]]] = {}
+        self._claimers: dict[int, asyncio.Task[None]] = {}
+
+    async def claim(self, deps: Deps, command: ProcessBatch, load_in_claim: LoadInClaim | None) -> Claim | None:
+        """The batch's Claim, or None when there is nothing to do; raises PoisonMessage when the batch
+        is not what the command says, and a database error as a claim alone would."""
+        done: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(command.stage, []).append((command, done))
+        if command.stage not in self._claimers:
+            self._claimers[command.stage] = asyncio.create_task(
+                self._claim_while_waiting(deps, command.stage, load_in_claim), name=f"claim stage {command.stage}")
+        claim = await done
+        if claim is None:
+            async with autocommit_session(deps.sessions) as session:
+                await check_unclaimed(session, command)
+        return claim
+
+    async def _claim_while_waiting(self, deps: Deps, stage: int, load_in_claim: LoadInClaim | None) -> None:
+        waiting: list[tuple[ProcessBatch, asyncio.Future[Claim | None]]] = []
+        try:
+            while waiting := [(c, done) for c, done in self._waiting.pop(stage, []) if not done.done()]:
+                try:
+                    async with autocommit_session(deps.sessions) as session:
+                        claims = await claim_batches(deps, stage, [c for c, _ in waiting], session, load_in_claim)
+                except Exception as error:
+                    if len(waiting) == 1:
+                        _resolve(waiting[0][1], error=error)
+                        continue
+                    log.info("a group of %d claims failed (%s: %s); each claims alone", len(waiting),
+                             type(error).__name__, error)
+                    claims = [await _claim_alone(deps, stage, command, done, load_in_claim)
+                              for command, done in waiting]
+                for (_, done), claim in zip(waiting, claims, strict=True):
+                    if done.done() and claim is not None:  # its handler went away meanwhile
+                        await release_claim(deps, claim, "its consumer stopped before working on it")
+                    elif not done.done():
+                        done.set_result(claim)
+        finally:
+            del self._claimers[stage]
+            for _, done in waiting + self._waiting.pop(stage, []):
+                _resolve(done, error=RuntimeError("the claim was interrupted"))
+
+
+async def _claim_alone(deps: Deps, stage: int, command: ProcessBatch, done: asyncio.Future[Claim | None],
+                       load_in_claim: LoadInClaim | None) -> Claim | None:
+    """One claim of a failed group, in a statement of its own; its error goes to its handler."""
     try:
-        row = (await session.execute(claim_statement(load_in_claim), {
-            "token": token, "worker": deps.worker_id, "lease": deps.settings.batch_lease_seconds,
-            "batch_id": command.batch_id, "stage": command.stage, "run_id": command.run_id,
-            "sent_ids": sent_ids})).first()
-    except BaseException:
-        deps.relay.put_back_sent_ids(sent_ids)
-        raise
-    if row is None:
-        known = (await session.execute(
-            select(StageBatch.stage, AutomationRun.run_id)
-            .join(AutomationRun, AutomationRun.id == StageBatch.run_id)
-            .where(StageBatch.id == command.batch_id))).first()
-        if known is None or tuple(known) != (command.stage, command.run_id):
-            raise PoisonMessage(f"batch {command.batch_id} is not stage {command.stage} of run {command.run_id}")
+        async with autocommit_session(deps.sessions) as session:
+            claim, = await claim_batches(deps, stage, [command], session, load_in_claim)
+    except Exception as error:
+        _resolve(done, error=error)
         return None
-    run = RunRef(pk=row.run_pk, run_id=command.run_id, site_id=row.site_id, account_id=row.account_id)
-    ctx = BatchContext(run=run, batch_id=command.batch_id, stage=command.stage, settings=deps.settings)
-    return Claim(batch_id=command.batch_id, token=token, item_ids=list(row.item_ids), ctx=ctx, seq=row.seq,
-                 batches_total=row.batches_total, items_in=row.items_in, streaming=row.streaming,
-                 inputs=None if load_in_claim is None else load_in_claim.decode(row.loaded))
+    return claim
+
+
+def _resolve(done: asyncio.Future[Claim | None], error: Exception) -> None:
+    if not done.done():
+        done.set_exception(error)
 
 
 async def release_claim(deps: Deps, claim: Claim, error: str) -> None:
@@ -455,7 +561,8 @@ async def keep_lease(deps: Deps, claim: Claim) -> None:
 
 
 async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork,
-                        slots: asyncio.Semaphore | None = None, finishes: FinishGroups | None = None) -> None:
+                        slots: asyncio.Semaphore | None = None, finishes: FinishGroups | None = None,
+                        claims: ClaimGroups | None = None) -> None:
     """Claim, load, call the AI, finish. Errors hand the batch back and go to the retry path.
 
     `slots` (the process's concurrency) is held for the claim, the load and the AI call, and given
@@ -464,19 +571,30 @@ async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork,
     eighth of a slot's time). A batch is never claimed while it waits for a slot, so a pause or a
     SIGTERM finds only batches whose AI call has started or is done; the prefetch (two messages per
     slot) bounds the finishes in flight. With `finishes` (a stage process has one), finishes of the
-    same run's stage that are ready together commit in one transaction (`FinishGroups`).
+    same run's stage that are ready together commit in one transaction (`FinishGroups`), and with
+    `claims` claims of the stage that arrive together share one statement (`ClaimGroups`).
     """
     claim: Claim | None = None
     async with contextlib.AsyncExitStack() as slot:
         if slots is not None:
             await slot.enter_async_context(slots)
         try:
-            async with autocommit_session(deps.sessions) as session:
-                claim = await claim_batch(deps, command, session, work.load_in_claim)
+            if claims is not None:
+                claim = await claims.claim(deps, command, work.load_in_claim)
                 if claim is None:
                     return
-                inputs = (claim.inputs if work.load_in_claim is not None
-                          else await work.load(session, claim.ctx.site_id, claim.item_ids))
+                if work.load_in_claim is not None:
+                    inputs = claim.inputs
+                else:
+                    async with autocommit_session(deps.sessions) as session:
+                        inputs = await work.load(session, claim.ctx.site_id, claim.item_ids)
+            else:
+                async with autocommit_session(deps.sessions) as session:
+                    claim = await claim_batch(deps, command, session, work.load_in_claim)
+                    if claim is None:
+                        return
+                    inputs = (claim.inputs if work.load_in_claim is not None
+                              else await work.load(session, claim.ctx.site_id, claim.item_ids))
         except Exception as error:
             # Released outside the block above: a handler never holds two pooled connections at once.
             if claim is not None:
