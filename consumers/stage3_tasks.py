@@ -2,39 +2,59 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
+from typing import Any
+
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from shared.catalogue import BY_NUMBER
-from shared.models import ContentIdea, Task
-from shared.seed_queries import eligible_ideas
+
+
+def new_ideas(ids: str, site_id: str) -> str:
+    """The seed's query (`shared.seed_queries.eligible_ideas`): a batch's ideas still new, as one JSON
+    array of [id, title] (`ids` and `site_id` are SQL expressions)."""
+    return f"""(SELECT coalesce(jsonb_agg(jsonb_build_array(i.id, i.title) ORDER BY i.id), '[]')
+                  FROM content_ideas AS i WHERE i.id = ANY({ids}) AND i.site_id = {site_id} AND i.status = 'new')"""
+
+
+def decode_new(rows: list[list[Any]]) -> list[tuple[int, str]]:
+    return [(int(idea_id), str(title)) for idea_id, title in rows]
 
 
 class TasksStage:
     stage = BY_NUMBER[3]
     sequential_above: int | None = None
-    load_in_claim: LoadInClaim | None = None
+    # a batch's ideas come with its claim, and its write is one statement: a stage 3 batch is
+    # bookkeeping only, so its statements were most of what it cost
+    load_in_claim: LoadInClaim | None = LoadInClaim(sql=new_ideas("claimed.item_ids", "claimed.site_id"),
+                                                    decode=decode_new)
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[tuple[int, str]]:
-        rows = (await session.execute(
-            select(ContentIdea.id, ContentIdea.title)
-            .where(ContentIdea.id.in_(item_ids), *eligible_ideas(site_id))
-            .order_by(ContentIdea.id))).all()
-        return [(row.id, row.title) for row in rows]
+        return decode_new(await session.scalar(LOAD_NEW, {"ids": item_ids, "site_id": site_id}))
 
     async def generate(self, deps: Deps, inputs: list[tuple[int, str]]) -> None:
         return None
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: list[tuple[int, str]],
                     outputs: None) -> Written:
-        idea_ids = list((await session.scalars(
-            update(ContentIdea).where(ContentIdea.id.in_([i for i, _ in inputs]), ContentIdea.status == "new")
-            .values(status="queued").returning(ContentIdea.id))).all())
-        titles = dict(inputs)
-        inserted = (await session.scalars(
-            insert(Task).values([{"site_id": ctx.site_id, "idea_id": i, "title": titles[i], "status": "queued"}
-                                 for i in idea_ids])
-            .on_conflict_do_nothing(index_elements=["idea_id"]).returning(Task.id))).all() if idea_ids else []
-        return Written(items_out=len(inserted), credits=0, handed_on=list(inserted))
+        inserted = list((await session.scalars(QUEUE_TASKS, {
+            "site_id": ctx.site_id, "idea_ids": [idea_id for idea_id, _ in inputs]})).all())
+        return Written(items_out=len(inserted), credits=0, handed_on=inserted)
+
+
+LOAD_NEW = text("SELECT " + new_ideas("CAST(:ids AS integer[])", ":site_id"))
+
+# The batch's ideas still new marked queued, and a queued task for each, in one statement; an idea that
+# has its task already (a retried batch) gets none.
+QUEUE_TASKS = text("""
+    WITH queued AS (
+        UPDATE content_ideas SET status = 'queued'
+         WHERE id = ANY(CAST(:idea_ids AS integer[])) AND status = 'new'
+     RETURNING id, title
+    )
+    INSERT INTO tasks (site_id, idea_id, title, status)
+    SELECT :site_id, id, title, 'queued' FROM queued ORDER BY id
+    ON CONFLICT (idea_id) DO NOTHING
+    RETURNING id
+""")
