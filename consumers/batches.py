@@ -36,7 +36,7 @@ from consumers.planning import (
     window_size,
 )
 from shared.automation_logger import RunRef
-from shared.credits import DEBIT_CTES, InsufficientCredits, charge_params, insufficient
+from shared.credits import InsufficientCredits, debit_ctes, insufficient
 from shared.db import autocommit_session
 from shared.events import ProcessBatch, RunStateChanged
 from shared.messaging import PoisonMessage
@@ -253,25 +253,36 @@ def reserved_rows(routing_key: str, queued: list[dict[str, Any]]) -> list[Reserv
     return [ReservedRow(id=row["id"], routing_key=routing_key, payload=row["payload"]) for row in queued]
 
 
+# The finish of a group of batches of one run's stage (one batch, or a group commit's: `FinishGroups`):
+# each batch's charge, `done` state, log line and window refill, and once for the group the debit of
+# their sum and the rows every batch of the account and run shares (the account's balance, the stage
+# counters, the run). Each batch comes as an element of the arrays (:batch_ids, :tokens, ...). A batch
+# whose claim is lost is not finished; the caller then rolls the group back (`finish_in`).
 FINISH = text(f"""
-    WITH {DEBIT_CTES}, paid AS (
-        SELECT WHERE CAST(:amount AS integer) = 0 OR EXISTS (SELECT FROM debit)
+    WITH done AS (
+        SELECT * FROM unnest(CAST(:batch_ids AS bigint[]), CAST(:tokens AS text[]), CAST(:items_out AS integer[]),
+                             CAST(:amounts AS integer[]), CAST(:ai_calls AS integer[]), CAST(:log_messages AS text[]))
+               WITH ORDINALITY AS d(batch_id, token, items_out, amount, ai_calls, log_message, n)
+    ), {debit_ctes("SELECT batch_id, amount FROM done")}, paid AS (
+        SELECT WHERE NOT EXISTS (SELECT FROM done WHERE amount > 0) OR EXISTS (SELECT FROM debit)
     ), batch AS (
-        UPDATE stage_batches SET status = 'done', items_out = :items_out, credits = :amount,
+        UPDATE stage_batches AS b SET status = 'done', items_out = done.items_out, credits = done.amount,
                completed_at = now(), error = NULL
-          FROM paid
-         WHERE id = :batch_id AND status = 'claimed' AND claim_token = :token
-     RETURNING run_id, stage
+          FROM done, paid
+         WHERE b.id = done.batch_id AND b.status = 'claimed' AND b.claim_token = done.token
+     RETURNING done.*
     ), counters AS (
         UPDATE run_stages AS rs
-           SET batches_done = rs.batches_done + 1, items_out = rs.items_out + :items_out,
-               credits = rs.credits + :amount, ai_calls = rs.ai_calls + :ai_calls
-          FROM batch
-         WHERE rs.run_id = batch.run_id AND rs.stage = batch.stage
+           SET batches_done = rs.batches_done + f.batches, items_out = rs.items_out + f.items_out,
+               credits = rs.credits + f.amount, ai_calls = rs.ai_calls + f.ai_calls
+          FROM (SELECT count(*) AS batches, sum(items_out) AS items_out, sum(amount) AS amount,
+                       sum(ai_calls) AS ai_calls FROM batch) AS f
+         WHERE rs.run_id = :run_pk AND rs.stage = :stage AND f.batches > 0
      RETURNING rs.batches_done, rs.batches_total, rs.items_in, rs.items_out, rs.credits, rs.ai_calls
     ), run AS (
         UPDATE automation_runs AS r
-           SET total_credits_used = r.total_credits_used + :amount, last_progress_at = now()
+           SET total_credits_used = r.total_credits_used + (SELECT coalesce(sum(amount), 0) FROM batch),
+               last_progress_at = now()
           FROM counters
          WHERE r.id = :run_pk
      RETURNING r.id
@@ -285,10 +296,10 @@ FINISH = text(f"""
      RETURNING id, payload
     ), logged AS (
         INSERT INTO run_log_lines (run_id, stage, level, message)
-        SELECT :run_pk, :stage, 'INFO', :log_message FROM batch
+        SELECT :run_pk, :stage, 'INFO', batch.log_message FROM batch ORDER BY batch.n
     )
-    SELECT EXISTS (SELECT FROM paid) AS paid, counters.*, (SELECT count(*) FROM run) AS runs,
-           {QUEUED} AS queued,
+    SELECT EXISTS (SELECT FROM paid) AS paid, (SELECT count(*) FROM batch) AS finished, counters.*,
+           (SELECT count(*) FROM run) AS runs, {QUEUED} AS queued,
            (SELECT u.status = 'completed' FROM run_stages AS u
              WHERE u.run_id = :run_pk AND u.stage = :stage - 1) AS upstream_completed,
            (SELECT s.streamed FROM run_stages AS s WHERE s.run_id = :run_pk AND s.stage = :stage) AS streamed
@@ -369,17 +380,18 @@ class Finished:
 
 async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish]) -> Finished:
     """The finish of every batch of `group` (one run's stage) inside the caller's transaction; raises
-    ClaimLost or InsufficientCredits for the first batch that fails.
+    ClaimLost or InsufficientCredits when a batch of it cannot finish (the caller rolls back).
 
-    The outputs of every batch go first (they touch only the batches' own items); then, for each batch,
-    one statement, FINISH, does the rest: the charge and the rows every batch of the account and run
-    shares (the account's balance, the stage counters, the run), the batch's `done` state, the refill of
-    the run's window (the next batch marked emitted and its `stage.N.batch` message inserted into the
-    outbox, its payload built in SQL) and the batch's log line, whose file copy is still written after
-    the commit. The lock order is the same everywhere (outputs, run when streamed, account, batch, run
-    stage, run), the refill's SKIP LOCKED never waits, and the shared locks are taken only once every
-    output is written, so they are held for the FINISH statements and the commit alone. Refill and log
-    line hang on the batch's update: with the claim lost nothing is written.
+    The outputs of every batch go first (they touch only the batches' own items); then one statement,
+    FINISH, does the rest for the whole group: each batch's charge, `done` state, refill of the run's
+    window (the next batch marked emitted and its `stage.N.batch` message inserted into the outbox, its
+    payload built in SQL) and log line, whose file copy is still written after the commit, and once for
+    the group the rows every batch of the account and run shares (the account's balance, the stage
+    counters, the run), so a group of k batches updates those rows once rather than k times. The lock
+    order is the same everywhere (outputs, run when streamed, account, batches, run stage, run), the
+    refill's SKIP LOCKED never waits, and the shared locks are taken only once every output is written,
+    so they are held for the FINISH statement and the commit alone. Refill and log lines hang on the
+    batches' update: with a claim lost nothing is written.
     """
     written = [await ready.work.write(session, ready.claim.ctx, ready.inputs, ready.outputs) if ready.inputs
                else None for ready in group]
@@ -397,35 +409,34 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
         # batch that hands on to the next stage's row and one of that stage (run, account, batch,
         # run stages), and each statement after it sees every earlier finish of the run committed.
         await session.execute(LOCK_RUN, {"run_pk": group[0].claim.ctx.run.pk})
-    queued: list[ReservedRow] = []
-    last = False
-    for ready, wrote, message in zip(group, written, messages, strict=True):
-        claim, ctx, run = ready.claim, ready.claim.ctx, ready.claim.ctx.run
-        credits = wrote.credits if wrote else 0
-        row = (await session.execute(FINISH, {
-            **charge_params(account_id=run.account_id, amount=credits, run_pk=run.pk, batch_id=claim.batch_id,
-                            stage=ctx.stage),
-            "token": claim.token, "items_out": wrote.items_out if wrote else 0, "ai_calls": ready.ai_calls,
-            # no window (None): every batch was queued when the stage was planned
-            "count": 0 if window_size(deps, ready.work, claim.items_in) is None else 1,
-            "batch_type": ProcessBatch.type_for(ctx.stage), "run_id": run.run_id, "log_message": message,
-            "reserve": deps.relay.reserve_seconds,
-        })).one()
-        if not row.paid:
-            raise await insufficient(session, run.account_id, credits)
-        if row.batches_done is None:
-            raise ClaimLost
-        queued += reserved_rows(ProcessBatch.type_for(ctx.stage), row.queued)
-        if claim.streaming and wrote is not None and wrote.handed_on:
-            queued += await hand_on(deps, session, claim, wrote.handed_on)
-        # a streamed stage is over when the stage feeding it is, and its own batches are done
-        if row.batches_done == row.batches_total and (not row.streamed or bool(row.upstream_completed)):
-            last = True
-            totals = StageTotals(stage=ctx.stage, batches_total=row.batches_total, items_in=row.items_in,
-                                 items_out=row.items_out, credits=row.credits, ai_calls=row.ai_calls)
-            await complete_stage(deps, session, run, totals)
-            if claim.streaming:
-                await complete_ready_stages(deps, session, run)
+    first = group[0].claim
+    ctx, run = first.ctx, first.ctx.run
+    amounts = [wrote.credits if wrote else 0 for wrote in written]
+    row = (await session.execute(FINISH, {
+        "account_id": run.account_id, "run_pk": run.pk, "stage": ctx.stage, "reason": f"stage {ctx.stage} batch",
+        "batch_ids": [ready.claim.batch_id for ready in group], "tokens": [ready.claim.token for ready in group],
+        "items_out": [wrote.items_out if wrote else 0 for wrote in written], "amounts": amounts,
+        "ai_calls": [ready.ai_calls for ready in group], "log_messages": messages,
+        # no window (None): every batch was queued when the stage was planned
+        "count": sum(window_size(deps, ready.work, ready.claim.items_in) is not None for ready in group),
+        "batch_type": ProcessBatch.type_for(ctx.stage), "run_id": run.run_id, "reserve": deps.relay.reserve_seconds,
+    })).one()
+    if not row.paid:
+        raise await insufficient(session, run.account_id, sum(amounts))
+    if row.finished < len(group):
+        raise ClaimLost
+    queued = reserved_rows(ProcessBatch.type_for(ctx.stage), row.queued)
+    for ready, wrote in zip(group, written, strict=True):
+        if ready.claim.streaming and wrote is not None and wrote.handed_on:
+            queued += await hand_on(deps, session, ready.claim, wrote.handed_on)
+    # a streamed stage is over when the stage feeding it is, and its own batches are done
+    last = row.batches_done == row.batches_total and (not row.streamed or bool(row.upstream_completed))
+    if last:
+        totals = StageTotals(stage=ctx.stage, batches_total=row.batches_total, items_in=row.items_in,
+                             items_out=row.items_out, credits=row.credits, ai_calls=row.ai_calls)
+        await complete_stage(deps, session, run, totals)
+        if first.streaming:
+            await complete_ready_stages(deps, session, run)
     return Finished(queued=queued, last=last)
 
 

@@ -3,49 +3,35 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ArticleOut, IdeaIn, OutlineSection
 from ai.functions import GenerateContent
 from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from shared.catalogue import BY_NUMBER
-
-
-def queued_tasks(ids: str, site_id: str) -> str:
-    """The seed's query (`shared.seed_queries.eligible_tasks`): a batch's tasks still queued and without
-    a draft, each with its idea and its cluster's name, as one JSON array (`ids` and `site_id` are SQL
-    expressions)."""
-    return f"""(SELECT coalesce(jsonb_agg(to_jsonb(q) ORDER BY q.task_id), '[]') FROM (
-                   SELECT t.id AS task_id, i.id, i.title, i.content_type, i.target_keywords, i.outline,
-                          i.description, c.name AS cluster_name
-                     FROM tasks AS t JOIN content_ideas AS i ON i.id = t.idea_id
-                     JOIN clusters AS c ON c.id = i.cluster_id
-                    WHERE t.id = ANY({ids}) AND t.site_id = {site_id} AND t.status = 'queued'
-                      AND NOT EXISTS (SELECT FROM content WHERE content.task_id = t.id)) AS q)"""
-
-
-def decode_queued(rows: list[dict[str, Any]]) -> dict[int, IdeaIn]:
-    return {row["task_id"]: IdeaIn(
-                id=row["id"], title=row["title"], content_type=row["content_type"],
-                target_keywords=tuple(row["target_keywords"]), description=row["description"],
-                outline=tuple(OutlineSection(h2=s["h2"], h3s=tuple(s["h3s"])) for s in row["outline"]),
-                cluster_name=row["cluster_name"])
-            for row in rows}
+from shared.models import Cluster, ContentIdea, Task
+from shared.seed_queries import eligible_tasks
 
 
 class ContentStage:
     stage = BY_NUMBER[4]
     sequential_above: int | None = None
-    # a batch's ideas come with its claim: a statement, a pooled connection and the building of an ORM
-    # query less for each of a run's many stage 4 batches
-    load_in_claim: LoadInClaim | None = LoadInClaim(sql=queued_tasks("claimed.item_ids", "claimed.site_id"),
-                                                    decode=decode_queued)
+    load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> dict[int, IdeaIn]:
-        return decode_queued(await session.scalar(LOAD_QUEUED, {"ids": item_ids, "site_id": site_id}))
+        rows = (await session.execute(
+            select(Task.id, ContentIdea, Cluster.name).join(ContentIdea, ContentIdea.id == Task.idea_id)
+            .join(Cluster, Cluster.id == ContentIdea.cluster_id)
+            .where(Task.id.in_(item_ids), *eligible_tasks(site_id)).order_by(Task.id))).all()
+        return {
+            task_id: IdeaIn(id=idea.id, title=idea.title, content_type=idea.content_type,
+                            target_keywords=tuple(idea.target_keywords), description=idea.description,
+                            outline=tuple(OutlineSection(h2=s["h2"], h3s=tuple(s["h3s"])) for s in idea.outline),
+                            cluster_name=cluster_name)
+            for task_id, idea, cluster_name in rows
+        }
 
     async def generate(self, deps: Deps, inputs: dict[int, IdeaIn]) -> dict[int, ArticleOut]:
         articles = await GenerateContent(deps.provider).execute(list(inputs.values()))
@@ -65,8 +51,6 @@ class ContentStage:
         return Written(items_out=len(inserted), credits=GenerateContent.credits(len(inserted)),
                        handed_on=[row.id for row in inserted])
 
-
-LOAD_QUEUED = text("SELECT " + queued_tasks("CAST(:ids AS integer[])", ":site_id"))
 
 # The batch's drafts, and their tasks marked completed, in one prepared statement: built per batch as an
 # ORM insert of literal rows, the statement cost a stage 4 batch more of the consumer's CPU (building,

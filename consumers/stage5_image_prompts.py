@@ -5,8 +5,6 @@ The prompts are stored as `Image` rows with status 'pending' (the seed's dual-pu
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,34 +12,22 @@ from ai.base import ArticleIn, ImagePromptOut
 from ai.functions import GenerateImagePrompts
 from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from shared.catalogue import BY_NUMBER
-from shared.models import Content
+from shared.models import Content, ContentIdea, Task
 from shared.seed_queries import eligible_drafts
-
-
-def drafts_without_images(ids: str, site_id: str) -> str:
-    """The seed's query (`shared.seed_queries.eligible_drafts`): a batch's drafts that have no images yet,
-    each with its idea's target keywords, as one JSON array (`ids` and `site_id` are SQL expressions)."""
-    return f"""(SELECT coalesce(jsonb_agg(to_jsonb(d) ORDER BY d.id), '[]') FROM (
-                   SELECT c.id, c.title, c.markdown, c.sections, i.target_keywords
-                     FROM content AS c JOIN tasks AS t ON t.id = c.task_id JOIN content_ideas AS i ON i.id = t.idea_id
-                    WHERE c.id = ANY({ids}) AND c.site_id = {site_id} AND c.status = 'draft'
-                      AND NOT EXISTS (SELECT FROM images WHERE images.content_id = c.id)) AS d)"""
-
-
-def decode_drafts(rows: list[dict[str, Any]]) -> list[ArticleIn]:
-    return [ArticleIn(id=row["id"], title=row["title"], markdown=row["markdown"], sections=tuple(row["sections"]),
-                      target_keywords=tuple(row["target_keywords"])) for row in rows]
 
 
 class ImagePromptsStage:
     stage = BY_NUMBER[5]
     sequential_above: int | None = None
-    # a batch's drafts come with its claim, as stage 4's ideas do
-    load_in_claim: LoadInClaim | None = LoadInClaim(sql=drafts_without_images("claimed.item_ids", "claimed.site_id"),
-                                                    decode=decode_drafts)
+    load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[ArticleIn]:
-        return decode_drafts(await session.scalar(LOAD_DRAFTS, {"ids": item_ids, "site_id": site_id}))
+        rows = (await session.execute(
+            select(Content, ContentIdea.target_keywords).join(Task, Task.id == Content.task_id)
+            .join(ContentIdea, ContentIdea.id == Task.idea_id)
+            .where(Content.id.in_(item_ids), *eligible_drafts(site_id)).order_by(Content.id))).all()
+        return [ArticleIn(id=c.id, title=c.title, markdown=c.markdown, sections=tuple(c.sections),
+                          target_keywords=tuple(kws)) for c, kws in rows]
 
     async def generate(self, deps: Deps, inputs: list[ArticleIn]) -> dict[int, list[ImagePromptOut]]:
         return await GenerateImagePrompts(deps.provider).execute(inputs)
@@ -60,8 +46,6 @@ class ImagePromptsStage:
         return Written(items_out=len(inserted), credits=GenerateImagePrompts.credits(len(locked)),
                        handed_on=list(inserted))
 
-
-LOAD_DRAFTS = text("SELECT " + drafts_without_images("CAST(:ids AS integer[])", ":site_id"))
 
 # The prompts as pending images, in one prepared statement: built per batch as an ORM insert of literal
 # rows it cost a stage 5 batch more of the consumer's CPU than its claim and finish together. A prompt

@@ -112,19 +112,30 @@ async def estimate_for_site(session: AsyncSession, site_id: int, from_stage: int
                                 from_stage)
 
 
-# The conditional debit and its ledger row as two CTEs, `debit` and `ledger`: shared by `charge` and by
-# the batch finish statement (FINISH in consumers/batches.py), which takes the account's row lock last.
-DEBIT_CTES = """
-    debit AS (
-        UPDATE accounts SET credits_balance = credits_balance - :amount
-         WHERE id = :account_id AND credits_balance >= :amount AND :amount > 0
-     RETURNING id
+def debit_ctes(charges: str) -> str:
+    """The conditional debit and its ledger rows as two CTEs, `debit` and `ledger`: the account
+    (:account_id) pays the sum of `charges` (an SQL query of rows `batch_id, amount`, one per batch of
+    run :run_pk's stage :stage) if its balance covers it, never going below zero, and gets a ledger row
+    per batch that costs something (at most one per batch: `credit_ledger.batch_id` is unique).
+    Shared by `charge` and by the batch finish statement (FINISH in consumers/batches.py), which takes
+    the account's row lock last."""
+    return f"""
+    charges AS ({charges}
+    ), debit AS (
+        UPDATE accounts SET credits_balance = credits_balance - t.amount
+          FROM (SELECT CAST(coalesce(sum(amount), 0) AS integer) AS amount FROM charges) AS t
+         WHERE id = :account_id AND credits_balance >= t.amount AND t.amount > 0
+     RETURNING accounts.id
     ), ledger AS (
         INSERT INTO credit_ledger (account_id, run_id, batch_id, stage, delta, reason)
-        SELECT id, :run_pk, :batch_id, :stage, -CAST(:amount AS integer), :reason FROM debit
+        SELECT debit.id, :run_pk, charges.batch_id, :stage, -charges.amount, :reason
+          FROM debit, charges WHERE charges.amount > 0
      RETURNING id
     )"""
-CHARGE = text(f"WITH {DEBIT_CTES} SELECT id FROM ledger")
+
+
+CHARGE = text(f"""WITH {debit_ctes("SELECT CAST(:batch_id AS bigint) AS batch_id, CAST(:amount AS integer) AS amount")}
+    SELECT id FROM ledger""")
 
 
 def charge_params(*, account_id: int, amount: int, run_pk: int, batch_id: int, stage: int) -> dict[str, object]:
