@@ -6,7 +6,9 @@ then one transaction writes the outputs, the credit charge, the batch's `done` s
 stage counters, the refill of the run's window, in a streamed run the batches of the next stage
 made of what this one produced (`HAND_ON`) and, for the stage's last batch, the stage result and
 `stage.N.completed` (`consumers.planning.complete_stage`). Batches of one run's stage that are
-ready to finish at the same moment share that transaction (`FinishGroups`: group commit).
+ready to finish at the same moment share that transaction and its one finish statement
+(`FinishGroups`: group commit), and claims of a stage that arrive together share one statement
+(`ClaimGroups`).
 """
 
 from __future__ import annotations
