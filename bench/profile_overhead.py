@@ -64,7 +64,8 @@ LAYERS = (
 OURS: dict[str, str | re.Pattern[str] | None] = {  # inclusive: samples with this function anywhere on the stack
     # a batch's finish runs in its stage's group committer task (`FinishGroups`), outside its handler
     "process_batch (the batch handler but its finish)": "process_batch (consumers/batches.py",
-    "claim_batch": "claim_batch (consumers/batches.py",
+    # a stage process's claims run in its stage's claimer task (`ClaimGroups`), grouped
+    "claim_batches (the claim statement, alone or grouped)": "claim_batches (consumers/batches.py",
     "StageWork.load": re.compile(r"load \(consumers/stage\d"),
     "StageWork.write": re.compile(r"write \(consumers/stage\d"),
     "finish_group (the finish transaction, alone or grouped, and its send)": "finish_group (consumers/batches.py",

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ArticleOut, IdeaIn, OutlineSection
 from ai.functions import GenerateContent
 from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from shared.catalogue import BY_NUMBER
-from shared.models import Cluster, ContentIdea, Task
-from shared.seed_queries import eligible_tasks
 
 
 class ContentStage:
@@ -21,16 +19,13 @@ class ContentStage:
     load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> dict[int, IdeaIn]:
-        rows = (await session.execute(
-            select(Task.id, ContentIdea, Cluster.name).join(ContentIdea, ContentIdea.id == Task.idea_id)
-            .join(Cluster, Cluster.id == ContentIdea.cluster_id)
-            .where(Task.id.in_(item_ids), *eligible_tasks(site_id)).order_by(Task.id))).all()
+        rows = (await session.execute(LOAD_QUEUED, {"ids": item_ids, "site_id": site_id})).all()
         return {
-            task_id: IdeaIn(id=idea.id, title=idea.title, content_type=idea.content_type,
-                            target_keywords=tuple(idea.target_keywords), description=idea.description,
-                            outline=tuple(OutlineSection(h2=s["h2"], h3s=tuple(s["h3s"])) for s in idea.outline),
-                            cluster_name=cluster_name)
-            for task_id, idea, cluster_name in rows
+            row.task_id: IdeaIn(id=row.id, title=row.title, content_type=row.content_type,
+                                target_keywords=tuple(row.target_keywords), description=row.description,
+                                outline=tuple(OutlineSection(h2=s["h2"], h3s=tuple(s["h3s"])) for s in row.outline),
+                                cluster_name=row.cluster_name)
+            for row in rows
         }
 
     async def generate(self, deps: Deps, inputs: dict[int, IdeaIn]) -> dict[int, ArticleOut]:
@@ -51,6 +46,20 @@ class ContentStage:
         return Written(items_out=len(inserted), credits=GenerateContent.credits(len(inserted)),
                        handed_on=[row.id for row in inserted])
 
+
+# The seed's query (`shared.seed_queries.eligible_tasks`) for a batch's tasks: still queued and without a
+# draft, each with its idea and its cluster's name. A prepared statement: built per batch as an ORM query
+# it cost a stage 4 batch more of the consumer's CPU (the expression, its cache key, loading the idea as
+# an entity) than the statement itself. `tests/integration/test_load_in_claim.py` checks it against the
+# seed's query.
+LOAD_QUEUED = text("""
+    SELECT t.id AS task_id, i.id, i.title, i.content_type, i.target_keywords, i.outline, i.description,
+           c.name AS cluster_name
+      FROM tasks AS t JOIN content_ideas AS i ON i.id = t.idea_id JOIN clusters AS c ON c.id = i.cluster_id
+     WHERE t.id = ANY(CAST(:ids AS integer[])) AND t.site_id = :site_id AND t.status = 'queued'
+       AND NOT EXISTS (SELECT FROM content WHERE content.task_id = t.id)
+     ORDER BY t.id
+""")
 
 # The batch's drafts, and their tasks marked completed, in one prepared statement: built per batch as an
 # ORM insert of literal rows, the statement cost a stage 4 batch more of the consumer's CPU (building,

@@ -5,15 +5,13 @@ The prompts are stored as `Image` rows with status 'pending' (the seed's dual-pu
 
 from __future__ import annotations
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ArticleIn, ImagePromptOut
 from ai.functions import GenerateImagePrompts
 from consumers.deps import BatchContext, Deps, LoadInClaim, Written
 from shared.catalogue import BY_NUMBER
-from shared.models import Content, ContentIdea, Task
-from shared.seed_queries import eligible_drafts
 
 
 class ImagePromptsStage:
@@ -22,21 +20,16 @@ class ImagePromptsStage:
     load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[ArticleIn]:
-        rows = (await session.execute(
-            select(Content, ContentIdea.target_keywords).join(Task, Task.id == Content.task_id)
-            .join(ContentIdea, ContentIdea.id == Task.idea_id)
-            .where(Content.id.in_(item_ids), *eligible_drafts(site_id)).order_by(Content.id))).all()
-        return [ArticleIn(id=c.id, title=c.title, markdown=c.markdown, sections=tuple(c.sections),
-                          target_keywords=tuple(kws)) for c, kws in rows]
+        rows = (await session.execute(LOAD_DRAFTS, {"ids": item_ids, "site_id": site_id})).all()
+        return [ArticleIn(id=row.id, title=row.title, markdown=row.markdown, sections=tuple(row.sections),
+                          target_keywords=tuple(row.target_keywords)) for row in rows]
 
     async def generate(self, deps: Deps, inputs: list[ArticleIn]) -> dict[int, list[ImagePromptOut]]:
         return await GenerateImagePrompts(deps.provider).execute(inputs)
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: list[ArticleIn],
                     outputs: dict[int, list[ImagePromptOut]]) -> Written:
-        locked = (await session.scalars(
-            select(Content.id).where(Content.id.in_(list(outputs)), *eligible_drafts(ctx.site_id))
-            .order_by(Content.id).with_for_update())).all()
+        locked = (await session.scalars(LOCK_DRAFTS, {"ids": list(outputs), "site_id": ctx.site_id})).all()
         prompts = [(content_id, p) for content_id in locked for p in outputs[content_id]]
         inserted = (await session.scalars(INSERT_PROMPTS, {
             "site_id": ctx.site_id, "content_ids": [content_id for content_id, _ in prompts],
@@ -46,6 +39,21 @@ class ImagePromptsStage:
         return Written(items_out=len(inserted), credits=GenerateImagePrompts.credits(len(locked)),
                        handed_on=list(inserted))
 
+
+# The seed's query (`shared.seed_queries.eligible_drafts`) for a batch's drafts: still drafts and without
+# images. Prepared statements, as stage 4's load is (`LOAD_QUEUED`); `tests/integration/test_load_in_claim.py`
+# checks them against the seed's query.
+ELIGIBLE_DRAFTS = """c.id = ANY(CAST(:ids AS integer[])) AND c.site_id = :site_id AND c.status = 'draft'
+       AND NOT EXISTS (SELECT FROM images WHERE images.content_id = c.id)"""
+# ... each with its idea's target keywords, to write their prompts
+LOAD_DRAFTS = text(f"""
+    SELECT c.id, c.title, c.markdown, c.sections, i.target_keywords
+      FROM content AS c JOIN tasks AS t ON t.id = c.task_id JOIN content_ideas AS i ON i.id = t.idea_id
+     WHERE {ELIGIBLE_DRAFTS}
+     ORDER BY c.id
+""")
+# ... locked for the batch's write, so that two attempts never both write prompts
+LOCK_DRAFTS = text(f"SELECT c.id FROM content AS c WHERE {ELIGIBLE_DRAFTS} ORDER BY c.id FOR UPDATE")
 
 # The prompts as pending images, in one prepared statement: built per batch as an ORM insert of literal
 # rows it cost a stage 5 batch more of the consumer's CPU than its claim and finish together. A prompt

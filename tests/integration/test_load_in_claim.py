@@ -7,14 +7,17 @@ queued meanwhile are left out), nothing for a claim that fails.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import select, update
 
-from consumers.batches import claim_batch, process_batch
+from consumers.batches import Claim, claim_batch, process_batch
 from consumers.deps import Deps
 from consumers.registry import STAGE_WORK
 from shared.db import autocommit_session
-from shared.models import ContentIdea, Image, StageBatch
+from shared.events import ProcessBatch
+from shared.models import Cluster, Content, ContentIdea, Image, StageBatch, Task
 from shared.seed_queries import eligible_ids
 from tests.integration.test_finish_groups import quick, stage_batches
 
@@ -64,6 +67,14 @@ async def make_ineligible(deps: Deps, stage: int, ids: list[int]) -> None:
     async with deps.sessions() as session, session.begin():
         if stage == 3:  # an idea queued meanwhile
             await session.execute(update(ContentIdea).where(ContentIdea.id == ids[0]).values(status="queued"))
+        elif stage == 4:  # a task cancelled meanwhile
+            await session.execute(update(Task).where(Task.id == ids[0]).values(status="completed"))
+        elif stage == 5:  # a draft an editor moved to review, and one whose prompts exist from an earlier attempt
+            await session.execute(update(Content).where(Content.id == ids[0]).values(status="review"))
+            content = await session.get(Content, ids[1])
+            assert content is not None
+            session.add(Image(site_id=content.site_id, content_id=content.id, kind="featured", position=0,
+                              prompt="an earlier attempt's", section="", status="pending"))
         else:  # an image generated meanwhile
             await session.execute(update(Image).where(Image.id == ids[0]).values(status="generated"))
 
@@ -93,3 +104,57 @@ async def test_the_claim_loads_exactly_what_the_seed_query_selects(deps, make_si
         async with fast.sessions() as session:
             for idea_id, title in claim.inputs:
                 assert await session.scalar(select(ContentIdea.title).where(ContentIdea.id == idea_id)) == title
+
+
+@pytest.mark.parametrize("stage", [4, 5])
+async def test_a_stage_loads_and_writes_only_what_the_seed_query_selects(deps, make_site, stage):
+    """Stages 4 and 5 load after the claim, by prepared statements written in SQL: what they load, and
+    the drafts stage 5 locks to write prompts for, against the seed's query (`shared.seed_queries`)."""
+    fast = quick(deps, False)
+    site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=3, stage_5_batch_size=3)
+    _, batches = await stage_batches(fast, site.id, stage=stage)
+    command = batches[0]
+    async with fast.sessions() as session:
+        ids = list(await session.scalar(select(StageBatch.item_ids).where(StageBatch.id == command.batch_id)))
+    assert len(ids) == 3
+    await make_ineligible(fast, stage, ids)
+    work = STAGE_WORK[stage]
+    async with autocommit_session(fast.sessions) as session:
+        eligible = set((await session.scalars(eligible_ids(stage, site.id))).all()) & set(ids)
+        inputs = await work.load(session, site.id, ids)
+    assert len(eligible) == (2 if stage == 4 else 1)
+    async with fast.sessions() as session:
+        if stage == 4:  # what the writer is given: the idea's fields and its cluster's name
+            assert set(inputs) == eligible
+            for task_id, idea in inputs.items():
+                row = (await session.execute(
+                    select(ContentIdea, Cluster.name).join(Task, Task.idea_id == ContentIdea.id)
+                    .join(Cluster, Cluster.id == ContentIdea.cluster_id).where(Task.id == task_id))).one()
+                assert (idea.id, idea.title, idea.content_type, idea.description, idea.cluster_name) == (
+                    row[0].id, row[0].title, row[0].content_type, row[0].description, row[1])
+                assert list(idea.target_keywords) == row[0].target_keywords and idea.target_keywords
+                assert [{"h2": s.h2, "h3s": list(s.h3s)} for s in idea.outline] == row[0].outline
+            return
+        article, = inputs  # what the prompt writer is given: the draft and its idea's keywords
+        assert {article.id} == eligible
+        content = await session.get(Content, article.id)
+        assert content is not None
+        assert (article.title, article.markdown, list(article.sections)) == (
+            content.title, content.markdown, content.sections)
+        assert article.target_keywords
+    # the write locks only the drafts still eligible: prompts for all three come back, one is written
+    outputs = await work.generate(fast, [replace(article, id=i) for i in ids])
+    claim = await claim_batch_for(fast, command)
+    async with fast.sessions() as session, session.begin():
+        written = await work.write(session, claim.ctx, inputs, outputs)
+    async with fast.sessions() as session:
+        made = (await session.scalars(select(Image.content_id).where(Image.content_id.in_(ids),
+                                                                     Image.prompt != "an earlier attempt's"))).all()
+    assert set(made) == eligible and written.items_out == len(made) == len(outputs[article.id])
+
+
+async def claim_batch_for(deps: Deps, command: ProcessBatch) -> Claim:
+    async with autocommit_session(deps.sessions) as session:
+        claim = await claim_batch(deps, command, session)
+    assert claim is not None
+    return claim
