@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import TextClause, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consumers.deps import BatchContext, Deps, LoadInClaim, StageWork
+from consumers.deps import BatchContext, Deps, LoadInClaim, StageWork, WritesGroups, Written
 from consumers.planning import (
     EMIT_NEXT,
     StageTotals,
@@ -380,6 +380,19 @@ class Finished:
     last: bool  # it completed a stage (its events are in the outbox for the relay)
 
 
+async def write_outputs(session: AsyncSession, group: list[ReadyFinish]) -> list[Written | None]:
+    """The outputs of each batch of `group` (None for a batch that had nothing to do), in one go for a
+    stage that `WritesGroups`, else batch by batch."""
+    work = group[0].work
+    working = [ready for ready in group if ready.inputs]
+    if isinstance(work, WritesGroups):
+        made = iter(await work.write_group(session, [(r.claim.ctx, r.inputs, r.outputs) for r in working])
+                    if working else [])
+    else:
+        made = iter([await r.work.write(session, r.claim.ctx, r.inputs, r.outputs) for r in working])
+    return [next(made) if ready.inputs else None for ready in group]
+
+
 async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish]) -> Finished:
     """The finish of every batch of `group` (one run's stage) inside the caller's transaction; raises
     ClaimLost or InsufficientCredits when a batch of it cannot finish (the caller rolls back).
@@ -395,8 +408,7 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
     so they are held for the FINISH statement and the commit alone. Refill and log lines hang on the
     batches' update: with a claim lost nothing is written.
     """
-    written = [await ready.work.write(session, ready.claim.ctx, ready.inputs, ready.outputs) if ready.inputs
-               else None for ready in group]
+    written = await write_outputs(session, group)
     messages = []
     for ready, wrote in zip(group, written, strict=True):
         ctx, spec = ready.claim.ctx, ready.work.stage

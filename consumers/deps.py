@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -95,4 +95,17 @@ class StageWork(Protocol):
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: Any, outputs: Any) -> Written:
         """Write the outputs inside the batch transaction; constraints reject duplicates."""
+        ...
+
+
+@runtime_checkable
+class WritesGroups(Protocol):
+    """A stage whose batches finishing together (a group commit, `consumers.batches.FinishGroups`)
+    write their outputs in one go: for the stages of many small batches, where a statement per batch
+    was most of what a batch cost."""
+
+    async def write_group(self, session: AsyncSession, batches: Sequence[tuple[BatchContext, Any, Any]]
+                          ) -> list[Written]:
+        """`write` for each (context, inputs, outputs) of one run's stage, in the same order, with the
+        same effects as writing them one by one."""
         ...
