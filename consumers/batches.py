@@ -311,19 +311,24 @@ FINISH = text(f"""
 # A streamed run's batch finish takes the run's row lock before anything else (`finish_batch`).
 LOCK_RUN = text("SELECT FROM automation_runs WHERE id = :run_pk FOR NO KEY UPDATE")
 
-# A streamed run: the items a batch made (:ids) become batches of the next stage (:next) in the batch's
-# transaction, chunked by the size the stage was opened with, numbered after its last batch, the first of
-# them queued as far as the stage's window (:window, NULL: no window) has room beside what is in flight or
-# waiting, and counted in the stage's totals. Nothing when the next stage is not an open streamed stage.
+# A streamed run: the items its finishing batches made (:ids, each with the index of the batch that made
+# it in :sources) become batches of the next stage (:next) in the finish's transaction, chunked batch by
+# batch by the size the stage was opened with (an appended batch holds items of one finished batch, as if
+# each had handed on alone, one after the other), numbered after its last batch, the first of them queued
+# as far as the stage's window (:window, NULL: no window) has room beside what is in flight or waiting, and
+# counted in the stage's totals. Nothing when the next stage is not an open streamed stage.
 HAND_ON = text(f"""
     WITH target AS (
         SELECT batch_size FROM run_stages
          WHERE run_id = :run_pk AND stage = :next AND streamed AND status = 'planned'
     ), numbered AS (
-        SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM unnest(CAST(:ids AS integer[])) AS t(id)
+        SELECT t.source, t.id, row_number() OVER (PARTITION BY t.source ORDER BY t.id) - 1 AS n
+          FROM unnest(CAST(:sources AS integer[]), CAST(:ids AS integer[])) AS t(source, id)
     ), chunks AS (
-        SELECT CAST(numbered.n / target.batch_size AS integer) AS k, array_agg(numbered.id ORDER BY numbered.id) AS ids
-          FROM numbered, target GROUP BY 1
+        SELECT row_number() OVER (ORDER BY c.source, c.k) - 1 AS k, c.ids FROM (
+            SELECT numbered.source, CAST(numbered.n / target.batch_size AS integer) AS k,
+                   array_agg(numbered.id ORDER BY numbered.id) AS ids
+              FROM numbered, target GROUP BY 1, 2) AS c
     ), base AS (
         SELECT coalesce(max(seq) + 1, 0) AS seq FROM stage_batches WHERE run_id = :run_pk AND stage = :next
     ), room AS (  -- the window less what is in flight or waiting for room already (those go first)
@@ -350,13 +355,15 @@ HAND_ON = text(f"""
 """)
 
 
-async def hand_on(deps: Deps, session: AsyncSession, claim: Claim, ids: list[int]) -> list[ReservedRow]:
-    """Append the items a streamed run's batch made as batches of the next stage; returns the messages
-    of those queued at once (reserved outbox rows)."""
+async def hand_on(deps: Deps, session: AsyncSession, claim: Claim, made: Sequence[list[int]]) -> list[ReservedRow]:
+    """Append the items a streamed run's finishing batches of one stage made (`made`: a list per batch,
+    in the order they finish; `claim` is any of theirs) as batches of the next stage, in one statement;
+    returns the messages of those queued at once (reserved outbox rows)."""
     stage = claim.ctx.stage + 1
     batch_type = ProcessBatch.type_for(stage)
     row = (await session.execute(HAND_ON, {
-        "run_pk": claim.ctx.run.pk, "next": stage, "ids": ids, "window": streamed_window(deps),
+        "run_pk": claim.ctx.run.pk, "next": stage, "sources": [n for n, ids in enumerate(made) for _ in ids],
+        "ids": [item for ids in made for item in ids], "window": streamed_window(deps),
         "batch_type": batch_type, "run_id": claim.ctx.run.run_id, "reserve": deps.relay.reserve_seconds})).one()
     return reserved_rows(batch_type, row.queued)
 
@@ -402,7 +409,8 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
     window (the next batch marked emitted and its `stage.N.batch` message inserted into the outbox, its
     payload built in SQL) and log line, whose file copy is still written after the commit, and once for
     the group the rows every batch of the account and run shares (the account's balance, the stage
-    counters, the run), so a group of k batches updates those rows once rather than k times. The lock
+    counters, the run), so a group of k batches updates those rows once rather than k times; in a
+    streamed run one HAND_ON appends what the group made to the next stage. The lock
     order is the same everywhere (outputs, run when streamed, account, batches, run stage, run), the
     refill's SKIP LOCKED never waits, and the shared locks are taken only once every output is written,
     so they are held for the FINISH statement and the commit alone. Refill and log lines hang on the
@@ -440,9 +448,10 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
     if row.finished < len(group):
         raise ClaimLost
     queued = reserved_rows(ProcessBatch.type_for(ctx.stage), row.queued)
-    for ready, wrote in zip(group, written, strict=True):
-        if ready.claim.streaming and wrote is not None and wrote.handed_on:
-            queued += await hand_on(deps, session, ready.claim, wrote.handed_on)
+    made = [wrote.handed_on for ready, wrote in zip(group, written, strict=True)
+            if ready.claim.streaming and wrote is not None and wrote.handed_on]
+    if made:
+        queued += await hand_on(deps, session, first, made)
     # a streamed stage is over when the stage feeding it is, and its own batches are done
     last = row.batches_done == row.batches_total and (not row.streamed or bool(row.upstream_completed))
     if last:

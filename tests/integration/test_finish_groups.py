@@ -200,3 +200,33 @@ async def test_images_ready_together_are_written_once_each_and_their_articles_re
     assert outcome["images_generated"] == outcome["images"]
     assert outcome["content_in_review"] == outcome["content"] > 0 and outcome["review_with_pending_images"] == 0
     assert outcome["credits_used"] == outcome["ledger_charged"]
+
+
+async def test_a_group_hands_on_batch_by_batch_in_one_statement(deps, make_site):
+    """A streamed group hands on what each of its batches made in one statement, chunked as if each had
+    handed on alone: every appended batch holds tasks of one idea batch, numbered after the stage's last
+    batch without a gap, and the next stage's totals count them."""
+    fast = quick(deps, True)
+    site = await make_site(keywords=40, synthetic=True, stage_3_batch_size=3, stage_4_batch_size=2)
+    _, batches = await stage_batches(fast, site.id, stage=3)
+    assert len(batches) >= 2
+    work, groups = ReadyTogether(len(batches), stage=3), FinishGroups()
+    await asyncio.gather(*(process_batch(fast, b, work, asyncio.Semaphore(64), groups) for b in batches))
+    run_pk = await run_pk_of(fast, site.id)
+    async with fast.sessions() as session:
+        sources = (await session.scalars(select(StageBatch).where(StageBatch.run_id == run_pk, StageBatch.stage == 3)
+                                         .order_by(StageBatch.seq))).all()
+        assert len({r.completed_at for r in sources}) == 1 and all(r.status == "done" for r in sources)
+        appended = (await session.scalars(select(StageBatch).where(StageBatch.run_id == run_pk, StageBatch.stage == 4)
+                                          .order_by(StageBatch.seq))).all()
+        idea_of = dict((await session.execute(select(Task.id, Task.idea_id).where(Task.site_id == site.id))).all())
+    assert [r.seq for r in appended] == list(range(len(appended)))
+    source_of_idea = {idea: r.id for r in sources for idea in r.item_ids}
+    for batch in appended:  # each appended batch is made of one idea batch's tasks, at most two of them
+        assert 1 <= len(batch.item_ids) <= 2
+        assert len({source_of_idea[idea_of[task]] for task in batch.item_ids}) == 1, batch.item_ids
+    made = sum(r.items_out for r in sources)
+    assert sum(len(r.item_ids) for r in appended) == made > 0
+    # batch by batch: a source of three tasks gives a batch of two and one of one
+    assert len(appended) == sum(-(-r.items_out // 2) for r in sources)
+    await assert_progress_adds_up(fast, run_pk)
