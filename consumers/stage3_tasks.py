@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -38,9 +39,20 @@ class TasksStage:
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: list[tuple[int, str]],
                     outputs: None) -> Written:
-        inserted = list((await session.scalars(QUEUE_TASKS, {
-            "site_id": ctx.site_id, "idea_ids": [idea_id for idea_id, _ in inputs]})).all())
-        return Written(items_out=len(inserted), credits=0, handed_on=inserted)
+        written, = await self.write_group(session, [(ctx, inputs, outputs)])
+        return written
+
+    async def write_group(self, session: AsyncSession,
+                          batches: Sequence[tuple[BatchContext, list[tuple[int, str]], None]]) -> list[Written]:
+        """The tasks of every batch of a finish group (one run's) in one statement."""
+        task_of = {row.idea_id: row.id for row in (await session.execute(QUEUE_TASKS, {
+            "site_id": batches[0][0].site_id,
+            "idea_ids": [idea_id for _, inputs, _ in batches for idea_id, _ in inputs]})).all()}
+        written = []
+        for _, inputs, _ in batches:
+            tasks = sorted(task_of[idea_id] for idea_id, _ in inputs if idea_id in task_of)
+            written.append(Written(items_out=len(tasks), credits=0, handed_on=tasks))
+        return written
 
 
 LOAD_NEW = text("SELECT " + new_ideas("CAST(:ids AS integer[])", ":site_id"))
@@ -56,5 +68,5 @@ QUEUE_TASKS = text("""
     INSERT INTO tasks (site_id, idea_id, title, status)
     SELECT :site_id, id, title, 'queued' FROM queued ORDER BY id
     ON CONFLICT (idea_id) DO NOTHING
-    RETURNING id
+    RETURNING idea_id, id
 """)

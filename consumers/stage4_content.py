@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,17 +35,28 @@ class ContentStage:
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: dict[int, IdeaIn],
                     outputs: dict[int, ArticleOut]) -> Written:
-        articles = list(outputs.items())
-        inserted = (await session.execute(INSERT_ARTICLES, {
-            "site_id": ctx.site_id, "task_ids": [task_id for task_id, _ in articles],
+        written, = await self.write_group(session, [(ctx, inputs, outputs)])
+        return written
+
+    async def write_group(self, session: AsyncSession,
+                          batches: Sequence[tuple[BatchContext, dict[int, IdeaIn], dict[int, ArticleOut]]]
+                          ) -> list[Written]:
+        """The drafts of every batch of a finish group (one run's) in one statement."""
+        articles = [(task_id, article) for _, _, outputs in batches for task_id, article in outputs.items()]
+        inserted = {row.task_id: row.id for row in (await session.execute(INSERT_ARTICLES, {
+            "site_id": batches[0][0].site_id, "task_ids": [task_id for task_id, _ in articles],
             "titles": [a.title[:300] for _, a in articles], "meta_titles": [a.meta_title for _, a in articles],
             "meta_descriptions": [a.meta_description for _, a in articles],
             "slugs": [a.slug[:300] for _, a in articles], "htmls": [a.html for _, a in articles],
             "markdowns": [a.markdown for _, a in articles],
             "sections": [json.dumps(list(a.sections)) for _, a in articles],
-            "word_counts": [a.word_count for _, a in articles]})).all()
-        return Written(items_out=len(inserted), credits=GenerateContent.credits(len(inserted)),
-                       handed_on=[row.id for row in inserted])
+            "word_counts": [a.word_count for _, a in articles]})).all()}
+        written = []
+        for _, _, outputs in batches:
+            drafts = sorted(inserted[task_id] for task_id in outputs if task_id in inserted)
+            written.append(Written(items_out=len(drafts), credits=GenerateContent.credits(len(drafts)),
+                                   handed_on=drafts))
+        return written
 
 
 # The seed's query (`shared.seed_queries.eligible_tasks`) for a batch's tasks: still queued and without a

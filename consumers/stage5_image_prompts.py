@@ -5,6 +5,8 @@ The prompts are stored as `Image` rows with status 'pending' (the seed's dual-pu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,15 +31,30 @@ class ImagePromptsStage:
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: list[ArticleIn],
                     outputs: dict[int, list[ImagePromptOut]]) -> Written:
-        locked = (await session.scalars(LOCK_DRAFTS, {"ids": list(outputs), "site_id": ctx.site_id})).all()
-        prompts = [(content_id, p) for content_id in locked for p in outputs[content_id]]
-        inserted = (await session.scalars(INSERT_PROMPTS, {
-            "site_id": ctx.site_id, "content_ids": [content_id for content_id, _ in prompts],
+        written, = await self.write_group(session, [(ctx, inputs, outputs)])
+        return written
+
+    async def write_group(self, session: AsyncSession,
+                          batches: Sequence[tuple[BatchContext, list[ArticleIn], dict[int, list[ImagePromptOut]]]]
+                          ) -> list[Written]:
+        """The prompts of every batch of a finish group (one run's) in two statements: its drafts still
+        eligible, locked, then their prompts."""
+        wanted = [content_id for _, _, outputs in batches for content_id in outputs]
+        locked = set((await session.scalars(LOCK_DRAFTS, {"ids": wanted, "site_id": batches[0][0].site_id})).all())
+        prompts = [(content_id, p) for _, _, outputs in batches for content_id in outputs if content_id in locked
+                   for p in outputs[content_id]]
+        inserted = (await session.execute(INSERT_PROMPTS, {
+            "site_id": batches[0][0].site_id, "content_ids": [content_id for content_id, _ in prompts],
             "kinds": [p.kind for _, p in prompts], "positions": [p.position for _, p in prompts],
             "prompts": [p.prompt for _, p in prompts], "sections": [p.section for _, p in prompts],
         })).all() if prompts else []
-        return Written(items_out=len(inserted), credits=GenerateImagePrompts.credits(len(locked)),
-                       handed_on=list(inserted))
+        written = []
+        for _, _, outputs in batches:
+            images = sorted(row.id for row in inserted if row.content_id in outputs)
+            drafts = len(locked.intersection(outputs))
+            written.append(Written(items_out=len(images), credits=GenerateImagePrompts.credits(drafts),
+                                   handed_on=images))
+        return written
 
 
 # The seed's query (`shared.seed_queries.eligible_drafts`) for a batch's drafts: still drafts and without
@@ -64,5 +81,5 @@ INSERT_PROMPTS = text("""
       FROM unnest(CAST(:content_ids AS integer[]), CAST(:kinds AS text[]), CAST(:positions AS integer[]),
                   CAST(:prompts AS text[]), CAST(:sections AS text[])) AS p(content_id, kind, position, prompt, section)
     ON CONFLICT (content_id, position) DO NOTHING
-    RETURNING id
+    RETURNING id, content_id
 """)

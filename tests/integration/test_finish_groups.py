@@ -16,9 +16,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from ai.functions import GenerateImages
+from ai.functions import GenerateImagePrompts, GenerateImages
 from ai.simulated import SimulatedProvider
 from consumers.batches import FinishGroups, process_batch
 from consumers.deps import Deps
@@ -230,3 +230,41 @@ async def test_a_group_hands_on_batch_by_batch_in_one_statement(deps, make_site)
     # batch by batch: a source of three tasks gives a batch of two and one of one
     assert len(appended) == sum(-(-r.items_out // 2) for r in sources)
     await assert_progress_adds_up(fast, run_pk)
+
+
+async def test_prompts_ready_together_are_written_and_charged_batch_by_batch(deps, make_site):
+    """Stage 5 writes a group's prompts in one go (`WritesGroups`): a draft an editor moved to review
+    between the AI call and the finish gets no prompts and its batch is not charged; every other batch
+    is charged for its draft and hands its images on."""
+    fast = quick(deps, True)
+    site = await make_site(keywords=24, synthetic=True, stage_5_batch_size=1)
+    _, batches = await stage_batches(fast, site.id, stage=5)
+    assert len(batches) >= 3
+    async with fast.sessions() as session:
+        moved = (await session.scalar(select(StageBatch.item_ids).where(StageBatch.id == batches[1].batch_id)))[0]
+
+    async def moved_to_review() -> None:
+        async with fast.sessions() as session, session.begin():
+            await session.execute(update(Content).where(Content.id == moved).values(status="review"))
+
+    work, groups = ReadyTogether(len(batches), moved_to_review, stage=5), FinishGroups()
+    await asyncio.gather(*(process_batch(fast, b, work, asyncio.Semaphore(64), groups) for b in batches))
+    run_pk = await run_pk_of(fast, site.id)
+    async with fast.sessions() as session:
+        rows = {r.id: r for r in (await session.scalars(
+            select(StageBatch).where(StageBatch.id.in_([b.batch_id for b in batches])))).all()}
+        assert len({r.completed_at for r in rows.values()}) == 1
+        prompts = {row[0]: row[1] for row in (await session.execute(
+            select(Image.content_id, func.count()).where(Image.site_id == site.id).group_by(Image.content_id))).all()}
+        stage_6 = (await session.scalars(select(StageBatch.item_ids).where(StageBatch.run_id == run_pk,
+                                                                           StageBatch.stage == 6))).all()
+    assert moved not in prompts
+    for batch in batches:
+        row = rows[batch.batch_id]
+        content_id = row.item_ids[0]
+        expected = (0, 0) if content_id == moved else (prompts[content_id], GenerateImagePrompts.credits(1))
+        assert (row.status, row.items_out, row.credits) == ("done", *expected)
+    assert sum(len(ids) for ids in stage_6) == sum(prompts.values()) > 0  # every image handed on, once
+    await assert_progress_adds_up(fast, run_pk)
+    outcome = await site_outcome(fast, site.id)
+    assert outcome["credits_used"] == outcome["ledger_charged"]
