@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import uuid
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import TextClause, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consumers.deps import BatchContext, Deps, LoadInClaim, StageWork, WritesGroups, Written
+from consumers.deps import BatchContext, Deps, LoadInClaim, LoadsGroups, StageWork, WritesGroups, Written
 from consumers.planning import (
     EMIT_NEXT,
     StageTotals,
@@ -69,7 +70,8 @@ class Claim:
     batches_total: int  # of its stage, for the progress line
     items_in: int  # of its stage: how big the run's window is (`window_size`)
     streaming: bool  # the run streams this stage or the next (`consumers.planning`): finish takes the run lock first
-    inputs: Any = None  # what the stage's `load_in_claim` loaded with the claim (None without one)
+    inputs: Any = None  # the batch's inputs when `loaded`
+    loaded: bool = False  # loaded with the claim (`load_in_claim`) or its group (`LoadsGroups`)
 
 
 # The claim of one or more batches of a stage (`ClaimGroups`), each named by its id, run and the token
@@ -137,7 +139,8 @@ async def claim_batches(deps: Deps, stage: int, commands: Sequence[ProcessBatch]
         claims.append(Claim(batch_id=command.batch_id, token=token, item_ids=list(row.item_ids), ctx=ctx,
                             seq=row.seq, batches_total=row.batches_total, items_in=row.items_in,
                             streaming=row.streaming,
-                            inputs=None if load_in_claim is None else load_in_claim.decode(row.loaded)))
+                            inputs=None if load_in_claim is None else load_in_claim.decode(row.loaded),
+                            loaded=load_in_claim is not None))
     return claims
 
 
@@ -178,27 +181,31 @@ class ClaimGroups:
         self._waiting: dict[int, list[tuple[ProcessBatch, asyncio.Future[Claim | None]]]] = {}
         self._claimers: dict[int, asyncio.Task[None]] = {}
 
-    async def claim(self, deps: Deps, command: ProcessBatch, load_in_claim: LoadInClaim | None) -> Claim | None:
+    async def claim(self, deps: Deps, command: ProcessBatch, work: StageWork) -> Claim | None:
         """The batch's Claim, or None when there is nothing to do; raises PoisonMessage when the batch
-        is not what the command says, and a database error as a claim alone would."""
+        is not what the command says, and a database error as a claim alone would. For a stage that
+        `LoadsGroups` the claim comes with its inputs loaded, when their load succeeded."""
         done: asyncio.Future[Claim | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(command.stage, []).append((command, done))
         if command.stage not in self._claimers:
             self._claimers[command.stage] = asyncio.create_task(
-                self._claim_while_waiting(deps, command.stage, load_in_claim), name=f"claim stage {command.stage}")
+                self._claim_while_waiting(deps, command.stage, work), name=f"claim stage {command.stage}")
         claim = await done
         if claim is None:
             async with autocommit_session(deps.sessions) as session:
                 await check_unclaimed(session, command)
         return claim
 
-    async def _claim_while_waiting(self, deps: Deps, stage: int, load_in_claim: LoadInClaim | None) -> None:
+    async def _claim_while_waiting(self, deps: Deps, stage: int, work: StageWork) -> None:
         waiting: list[tuple[ProcessBatch, asyncio.Future[Claim | None]]] = []
+        load_in_claim = work.load_in_claim
         try:
             while waiting := [(c, done) for c, done in self._waiting.pop(stage, []) if not done.done()]:
                 try:
                     async with autocommit_session(deps.sessions) as session:
                         claims = await claim_batches(deps, stage, [c for c, _ in waiting], session, load_in_claim)
+                        if isinstance(work, LoadsGroups):
+                            claims = await load_claimed(session, work, claims)
                 except Exception as error:
                     if len(waiting) == 1:
                         _resolve(waiting[0][1], error=error)
@@ -216,6 +223,25 @@ class ClaimGroups:
             del self._claimers[stage]
             for _, done in waiting + self._waiting.pop(stage, []):
                 _resolve(done, error=RuntimeError("the claim was interrupted"))
+
+
+async def load_claimed(session: AsyncSession, work: LoadsGroups, claims: list[Claim | None]) -> list[Claim | None]:
+    """The claims with their inputs, loaded in one statement per site (`LoadsGroups`); as they were
+    (their handlers load them) if that fails, since the claims are made already."""
+    by_site: dict[int, list[Claim]] = {}
+    for claim in claims:
+        if claim is not None:
+            by_site.setdefault(claim.ctx.site_id, []).append(claim)
+    inputs: dict[str, Any] = {}  # by claim token
+    try:
+        for site_id, members in by_site.items():
+            loaded = await work.load_group(session, site_id, [claim.item_ids for claim in members])
+            inputs.update(zip([claim.token for claim in members], loaded, strict=True))
+    except Exception:
+        log.warning("loading a group of %d claimed batches failed; each loads its own", len(claims), exc_info=True)
+        return claims
+    return [None if claim is None else dataclasses.replace(claim, inputs=inputs[claim.token], loaded=True)
+            for claim in claims]
 
 
 async def _claim_alone(deps: Deps, stage: int, command: ProcessBatch, done: asyncio.Future[Claim | None],
@@ -614,10 +640,10 @@ async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork,
             await slot.enter_async_context(slots)
         try:
             if claims is not None:
-                claim = await claims.claim(deps, command, work.load_in_claim)
+                claim = await claims.claim(deps, command, work)
                 if claim is None:
                     return
-                if work.load_in_claim is not None:
+                if claim.loaded:
                     inputs = claim.inputs
                 else:
                     async with autocommit_session(deps.sessions) as session:
@@ -627,7 +653,7 @@ async def process_batch(deps: Deps, command: ProcessBatch, work: StageWork,
                     claim = await claim_batch(deps, command, session, work.load_in_claim)
                     if claim is None:
                         return
-                    inputs = (claim.inputs if work.load_in_claim is not None
+                    inputs = (claim.inputs if claim.loaded
                               else await work.load(session, claim.ctx.site_id, claim.item_ids))
         except Exception as error:
             # Released outside the block above: a handler never holds two pooled connections at once.

@@ -99,6 +99,17 @@ class StageWork(Protocol):
 
 
 @runtime_checkable
+class LoadsGroups(Protocol):
+    """A stage whose batches claimed together (`consumers.batches.ClaimGroups`) load their inputs in
+    one statement, right after their claim: for the stages of many small batches that load after the
+    claim, where a statement and a pooled connection per batch were much of what a batch cost."""
+
+    async def load_group(self, session: AsyncSession, site_id: int, batches: Sequence[list[int]]) -> list[Any]:
+        """`load` for each batch's item ids (all of one site), in the same order."""
+        ...
+
+
+@runtime_checkable
 class WritesGroups(Protocol):
     """A stage whose batches finishing together (a group commit, `consumers.batches.FinishGroups`)
     write their outputs in one go: for the stages of many small batches, where a statement per batch

@@ -20,14 +20,22 @@ class ContentStage:
     load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> dict[int, IdeaIn]:
-        rows = (await session.execute(LOAD_QUEUED, {"ids": item_ids, "site_id": site_id})).all()
-        return {
+        loaded, = await self.load_group(session, site_id, [item_ids])
+        return loaded
+
+    async def load_group(self, session: AsyncSession, site_id: int, batches: Sequence[list[int]]
+                         ) -> list[dict[int, IdeaIn]]:
+        """The ideas of several batches' tasks (a claim group's) in one statement."""
+        rows = (await session.execute(LOAD_QUEUED, {"ids": [i for ids in batches for i in ids],
+                                                    "site_id": site_id})).all()
+        ideas = {
             row.task_id: IdeaIn(id=row.id, title=row.title, content_type=row.content_type,
                                 target_keywords=tuple(row.target_keywords), description=row.description,
                                 outline=tuple(OutlineSection(h2=s["h2"], h3s=tuple(s["h3s"])) for s in row.outline),
                                 cluster_name=row.cluster_name)
             for row in rows
         }
+        return [{task_id: ideas[task_id] for task_id in sorted(ids) if task_id in ideas} for ids in batches]
 
     async def generate(self, deps: Deps, inputs: dict[int, IdeaIn]) -> dict[int, ArticleOut]:
         articles = await GenerateContent(deps.provider).execute(list(inputs.values()))

@@ -22,9 +22,17 @@ class ImagePromptsStage:
     load_in_claim: LoadInClaim | None = None
 
     async def load(self, session: AsyncSession, site_id: int, item_ids: list[int]) -> list[ArticleIn]:
-        rows = (await session.execute(LOAD_DRAFTS, {"ids": item_ids, "site_id": site_id})).all()
-        return [ArticleIn(id=row.id, title=row.title, markdown=row.markdown, sections=tuple(row.sections),
-                          target_keywords=tuple(row.target_keywords)) for row in rows]
+        loaded, = await self.load_group(session, site_id, [item_ids])
+        return loaded
+
+    async def load_group(self, session: AsyncSession, site_id: int, batches: Sequence[list[int]]
+                         ) -> list[list[ArticleIn]]:
+        """The drafts of several batches (a claim group's) in one statement."""
+        rows = (await session.execute(LOAD_DRAFTS, {"ids": [i for ids in batches for i in ids],
+                                                    "site_id": site_id})).all()
+        drafts = {row.id: ArticleIn(id=row.id, title=row.title, markdown=row.markdown, sections=tuple(row.sections),
+                                    target_keywords=tuple(row.target_keywords)) for row in rows}
+        return [[drafts[content_id] for content_id in sorted(ids) if content_id in drafts] for ids in batches]
 
     async def generate(self, deps: Deps, inputs: list[ArticleIn]) -> dict[int, list[ImagePromptOut]]:
         return await GenerateImagePrompts(deps.provider).execute(inputs)

@@ -17,9 +17,10 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select, text
 
-from consumers.batches import ClaimGroups, FinishGroups, process_batch
-from consumers.deps import Deps
+from consumers.batches import ClaimGroups, FinishGroups, claim_batches, load_claimed, process_batch
+from consumers.deps import Deps, LoadsGroups
 from consumers.registry import STAGE_WORK
+from shared.db import autocommit_session
 from shared.events import ProcessBatch
 from shared.messaging import PoisonMessage
 from shared.models import StageBatch
@@ -40,10 +41,12 @@ async def work_all(deps: Deps, commands: list[ProcessBatch], claims: ClaimGroups
                                   for c in commands), return_exceptions=True)
 
 
-@pytest.mark.parametrize("stage", [2, 6], ids=["load-after-claim", "load-in-claim"])
+@pytest.mark.parametrize("stage", [2, 4, 5, 6], ids=["load-after-claim", "load-in-group", "load-in-group-5",
+                                                     "load-in-claim"])
 async def test_claims_together_share_a_statement_and_each_batch_is_worked_once(deps, make_site, stage):
     fast = quick(deps, False)
-    site = await make_site(keywords=40, synthetic=True, stage_2_batch_size=1, stage_6_batch_size=2)
+    site = await make_site(keywords=40, synthetic=True, stage_2_batch_size=1, stage_4_batch_size=1,
+                           stage_5_batch_size=1, stage_6_batch_size=2)
     _, batches = await stage_batches(fast, site.id, stage=stage)
     assert len(batches) >= 4
     other_site = await make_site(keywords=16, synthetic=True)
@@ -64,7 +67,7 @@ async def test_claims_together_share_a_statement_and_each_batch_is_worked_once(d
     await assert_progress_adds_up(fast, await run_pk_of(fast, site.id))
     outcome = await site_outcome(fast, site.id)
     assert outcome["credits_used"] == outcome["ledger_charged"]
-    made = outcome["ideas"] if stage == 2 else outcome["images_generated"]
+    made = {2: outcome["ideas"], 4: outcome["content"], 5: outcome["images"], 6: outcome["images_generated"]}[stage]
     assert made == sum(r.items_out for r in rows) > 0
 
 
@@ -135,3 +138,53 @@ async def test_a_handler_gone_while_its_claim_runs_leaves_the_batch_pending(deps
     await process_batch(fast, first, STAGE_WORK[4], claims=claims)  # the redelivery works it
     row, = await batch_rows(fast, [first.batch_id])
     assert (row.status, row.attempts, row.items_out) == ("done", 2, 1)
+
+
+class LoadGroupFails:
+    """Stage 4's work whose group load fails once (a statement refused), as the database might."""
+
+    def __init__(self) -> None:
+        self.work, self.failed = STAGE_WORK[4], False
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.work, name)
+
+    async def load_group(self, session, site_id, batches):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("refused")
+        return await self.work.load_group(session, site_id, batches)
+
+
+async def test_a_group_whose_load_fails_loads_batch_by_batch(deps, make_site, caplog):
+    fast = quick(deps, False)
+    site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=1)
+    _, batches = await stage_batches(fast, site.id, stage=4)
+    work, finishes, claims = LoadGroupFails(), FinishGroups(), ClaimGroups()
+    with caplog.at_level(logging.WARNING, logger="automation.batches"):
+        outcomes = await asyncio.gather(*(process_batch(fast, c, work, asyncio.Semaphore(64), finishes, claims)
+                                          for c in batches), return_exceptions=True)
+    assert work.failed and "loading a group of" in caplog.text
+    assert outcomes == [None] * len(batches)
+    rows = await batch_rows(fast, [b.batch_id for b in batches])
+    assert [(r.status, r.attempts, r.items_out) for r in rows] == [("done", 1, 1)] * len(batches)
+    outcome = await site_outcome(fast, site.id)
+    assert outcome["content"] == len(batches) and outcome["tasks_without_one_content"] == 0
+
+
+@pytest.mark.parametrize("stage", [4, 5])
+async def test_a_claim_group_loads_each_batch_its_own_inputs(deps, make_site, stage):
+    fast = quick(deps, False)
+    site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=2, stage_5_batch_size=2)
+    _, batches = await stage_batches(fast, site.id, stage=stage)
+    assert len(batches) >= 3
+    work = STAGE_WORK[stage]
+    assert isinstance(work, LoadsGroups)
+    async with autocommit_session(fast.sessions) as session:
+        claims = await claim_batches(fast, stage, batches, session)
+        loaded = await load_claimed(session, work, claims)
+        for claim in loaded:
+            assert claim is not None and claim.loaded
+            ids = set(claim.inputs) if stage == 4 else {draft.id for draft in claim.inputs}
+            assert ids == set(claim.item_ids)
+            assert claim.inputs == await work.load(session, site.id, claim.item_ids)
