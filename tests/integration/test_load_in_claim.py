@@ -19,6 +19,7 @@ from shared.db import autocommit_session
 from shared.events import ProcessBatch
 from shared.models import Cluster, Content, ContentIdea, Image, StageBatch, Task
 from shared.seed_queries import eligible_ids
+from tests.conftest import SiteFactory
 from tests.integration.test_finish_groups import quick, stage_batches
 
 IMAGES = STAGE_WORK[6]
@@ -79,25 +80,34 @@ async def make_ineligible(deps: Deps, stage: int, ids: list[int]) -> None:
             await session.execute(update(Image).where(Image.id == ids[0]).values(status="generated"))
 
 
-@pytest.mark.parametrize("stage", [3, 6])
-async def test_the_claim_loads_exactly_what_the_seed_query_selects(deps, make_site, stage):
-    """Each stage's load in the claim (and its `load`, the same SQL) against the seed's query
-    (`shared.seed_queries`), with an item of the batch taken out of it meanwhile."""
+async def a_batch_with_items_left_out(deps: Deps, make_site: SiteFactory, stage: int
+                                      ) -> tuple[Deps, int, ProcessBatch, list[int], set[int]]:
+    """A stage's first batch of three items, some of them taken out of the seed's query meanwhile
+    (`make_ineligible`): (deps, site id, its command, its item ids, those the seed's query still selects)."""
     fast = quick(deps, False)
-    site = await make_site(keywords=40, synthetic=True, stage_3_batch_size=3, stage_6_batch_size=3)
+    site = await make_site(keywords=40, synthetic=True, **{f"stage_{stage}_batch_size": 3})
     _, batches = await stage_batches(fast, site.id, stage=stage)
     command = batches[0]
     async with fast.sessions() as session:
         ids = list(await session.scalar(select(StageBatch.item_ids).where(StageBatch.id == command.batch_id)))
     assert len(ids) == 3
     await make_ineligible(fast, stage, ids)
+    async with fast.sessions() as session:
+        eligible = set((await session.scalars(eligible_ids(stage, site.id))).all()) & set(ids)
+    return fast, site.id, command, ids, eligible
+
+
+@pytest.mark.parametrize("stage", [3, 6])
+async def test_the_claim_loads_exactly_what_the_seed_query_selects(deps, make_site, stage):
+    """Each stage's load in the claim (and its `load`, the same SQL) against the seed's query
+    (`shared.seed_queries`), with an item of the batch taken out of it meanwhile."""
+    fast, site_id, command, ids, eligible = await a_batch_with_items_left_out(deps, make_site, stage)
     work = STAGE_WORK[stage]
     assert work.load_in_claim is not None
     async with autocommit_session(fast.sessions) as session:
-        eligible = set((await session.scalars(eligible_ids(stage, site.id))).all()) & set(ids)
         claim = await claim_batch(fast, command, session, work.load_in_claim)
         assert claim is not None
-        assert claim.inputs == await work.load(session, site.id, ids)
+        assert claim.inputs == await work.load(session, site_id, ids)
     loaded = {idea_id for idea_id, _ in claim.inputs} if stage == 3 else {image.id for image in claim.inputs}
     assert loaded == eligible and len(eligible) == 2
     if stage == 3:  # what the task is made of: the idea's own title
@@ -110,18 +120,10 @@ async def test_the_claim_loads_exactly_what_the_seed_query_selects(deps, make_si
 async def test_a_stage_loads_and_writes_only_what_the_seed_query_selects(deps, make_site, stage):
     """Stages 4 and 5 load after the claim, by prepared statements written in SQL: what they load, and
     the drafts stage 5 locks to write prompts for, against the seed's query (`shared.seed_queries`)."""
-    fast = quick(deps, False)
-    site = await make_site(keywords=40, synthetic=True, stage_4_batch_size=3, stage_5_batch_size=3)
-    _, batches = await stage_batches(fast, site.id, stage=stage)
-    command = batches[0]
-    async with fast.sessions() as session:
-        ids = list(await session.scalar(select(StageBatch.item_ids).where(StageBatch.id == command.batch_id)))
-    assert len(ids) == 3
-    await make_ineligible(fast, stage, ids)
+    fast, site_id, command, ids, eligible = await a_batch_with_items_left_out(deps, make_site, stage)
     work = STAGE_WORK[stage]
     async with autocommit_session(fast.sessions) as session:
-        eligible = set((await session.scalars(eligible_ids(stage, site.id))).all()) & set(ids)
-        inputs = await work.load(session, site.id, ids)
+        inputs = await work.load(session, site_id, ids)
     assert len(eligible) == (2 if stage == 4 else 1)
     async with fast.sessions() as session:
         if stage == 4:  # what the writer is given: the idea's fields and its cluster's name
