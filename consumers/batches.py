@@ -39,7 +39,7 @@ from consumers.planning import (
     window_size,
 )
 from shared.automation_logger import RunRef
-from shared.credits import InsufficientCredits, debit_ctes, insufficient
+from shared.credits import InsufficientCredits, debit_ctes, insufficient, ledger_reason
 from shared.db import autocommit_session
 from shared.events import ProcessBatch, RunStateChanged
 from shared.messaging import PoisonMessage
@@ -461,7 +461,7 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
     ctx, run = first.ctx, first.ctx.run
     amounts = [wrote.credits if wrote else 0 for wrote in written]
     row = (await session.execute(FINISH, {
-        "account_id": run.account_id, "run_pk": run.pk, "stage": ctx.stage, "reason": f"stage {ctx.stage} batch",
+        "account_id": run.account_id, "run_pk": run.pk, "stage": ctx.stage, "reason": ledger_reason(ctx.stage),
         "batch_ids": [ready.claim.batch_id for ready in group], "tokens": [ready.claim.token for ready in group],
         "items_out": [wrote.items_out if wrote else 0 for wrote in written], "amounts": amounts,
         "ai_calls": [ready.ai_calls for ready in group], "log_messages": messages,

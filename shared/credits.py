@@ -138,9 +138,14 @@ CHARGE = text(f"""WITH {debit_ctes("SELECT CAST(:batch_id AS bigint) AS batch_id
     SELECT id FROM ledger""")
 
 
+def ledger_reason(stage: int) -> str:
+    """The `reason` of a batch's ledger row (`debit_ctes`' :reason)."""
+    return f"stage {stage} batch"
+
+
 def charge_params(*, account_id: int, amount: int, run_pk: int, batch_id: int, stage: int) -> dict[str, object]:
     return {"amount": amount, "account_id": account_id, "run_pk": run_pk, "batch_id": batch_id, "stage": stage,
-            "reason": f"stage {stage} batch"}
+            "reason": ledger_reason(stage)}
 
 
 async def insufficient(session: AsyncSession, account_id: int, amount: int) -> InsufficientCredits:
