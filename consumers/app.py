@@ -29,7 +29,7 @@ from consumers.registry import STAGE_WORK
 from consumers.stage7_review import complete_run
 from consumers.watchdog import watch_forever
 from shared.automation_logger import AutomationLogger
-from shared.catalogue import STAGE_NUMBERS
+from shared.catalogue import BATCH_STAGES, STAGE_NUMBERS
 from shared.db import make_engine, make_sessionmaker
 from shared.events import (
     ControlCommand,
@@ -56,6 +56,9 @@ PROCESSES = ("control", *(f"stage{n}" for n in STAGE_NUMBERS), "publish", "notif
 # busy host, a sixth of the slots' time at 200 ms calls); with two, the next one is already here.
 # The extra messages are not claimed, so a crash only hands them to another consumer.
 PREFETCH_PER_SLOT = 2
+# How often a stage process recounts its stage's consumers (`count_consumer_slots`): a replica started
+# or stopped changes how far a run alone opens its window within this long.
+RECOUNT_SLOTS_SECONDS = 10.0
 
 
 # How a handler reaches its process's `Deps`. Handlers close over it rather than take the `Deps` as a
@@ -175,6 +178,22 @@ def consumer_context(deps: Deps, broker: RabbitBroker, topology: Topology, proce
     return ContextRepo({FAILURES: failures})
 
 
+async def count_consumer_slots(deps: Deps, broker: RabbitBroker, topology: Topology, stage: int, concurrency: int
+                               ) -> None:
+    """Keep `deps.consumer_slots` at what the consumers of the stage's batch queue hold at once: the
+    broker's live consumer count (re-declaring the queue with its own arguments, one round trip)
+    times this process's prefetch, on the assumption that replicas of a stage share one concurrency.
+    A failed count keeps the last one: the window is a matter of speed, never of correctness."""
+    queue = topology.batch_queue(stage)
+    while True:
+        try:
+            declared = await (await broker.declare_queue(queue)).declare()
+            deps.consumer_slots = (declared.consumer_count or 0) * concurrency * PREFETCH_PER_SLOT
+        except Exception as error:  # a broker hiccup: the next count will do
+            log.warning("stage %d: could not count the batch queue's consumers: %s", stage, error)
+        await asyncio.sleep(RECOUNT_SLOTS_SECONDS)
+
+
 def build_app(process: str, settings: Settings, concurrency: int | None = None) -> FastStream:
     """The FastStream app of one consumer process, built in dependency order: the broker, the relay
     over its declared publishers, the `Deps`, the subscribers that use them, then the app with its
@@ -192,6 +211,7 @@ def build_app(process: str, settings: Settings, concurrency: int | None = None) 
     app = FastStream(broker, context=consumer_context(deps, broker, topology, process))
     ops = ops_server(settings, {"database": database_check(engine), "broker": broker_check(broker)})
     tasks: list[asyncio.Task[None]] = []
+    stage = int(process.removeprefix("stage")) if process.startswith("stage") else None
 
     @app.on_startup
     async def declare() -> None:
@@ -203,6 +223,9 @@ def build_app(process: str, settings: Settings, concurrency: int | None = None) 
     @app.after_startup
     async def start_relay() -> None:
         tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+        if stage in BATCH_STAGES:
+            tasks.append(asyncio.create_task(count_consumer_slots(deps, broker, topology, stage, concurrency),
+                                             name="consumer-slots"))
         if process == "notify":
             tasks.append(asyncio.create_task(notify.check_credits_forever(deps), name="credits-sweep"))
         if process == "control":

@@ -29,10 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consumers.deps import BatchContext, Deps, LoadInClaim, LoadsGroups, StageWork, WritesGroups, Written
 from consumers.planning import (
-    EMIT_NEXT,
+    REFILL,
     StageTotals,
+    alone_window,
     complete_ready_stages,
     complete_stage,
+    emit_next,
     lock_run,
     process_batch_payload_sql,
     streamed_window,
@@ -314,7 +316,7 @@ FINISH = text(f"""
           FROM counters
          WHERE r.id = :run_pk
      RETURNING r.id
-    ), emit AS ({EMIT_NEXT}
+    ), emit AS ({emit_next(REFILL.format(finished="(SELECT count(*) FROM batch)"))}
            AND EXISTS (SELECT FROM batch)
      RETURNING id
     ), emitted AS (
@@ -457,7 +459,7 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
         # batch that hands on to the next stage's row and one of that stage (run, account, batch,
         # run stages), and each statement after it sees every earlier finish of the run committed.
         await session.execute(LOCK_RUN, {"run_pk": group[0].claim.ctx.run.pk})
-    first = group[0].claim
+    first, work = group[0].claim, group[0].work
     ctx, run = first.ctx, first.ctx.run
     amounts = [wrote.credits if wrote else 0 for wrote in written]
     row = (await session.execute(FINISH, {
@@ -465,8 +467,7 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
         "batch_ids": [ready.claim.batch_id for ready in group], "tokens": [ready.claim.token for ready in group],
         "items_out": [wrote.items_out if wrote else 0 for wrote in written], "amounts": amounts,
         "ai_calls": [ready.ai_calls for ready in group], "log_messages": messages,
-        # no window (None): every batch was queued when the stage was planned
-        "count": sum(window_size(deps, ready.work, ready.claim.items_in) is not None for ready in group),
+        "window": window_size(deps, work, first.items_in), "alone": alone_window(deps, work, first.items_in),
         "batch_type": ProcessBatch.type_for(ctx.stage), "run_id": run.run_id, "reserve": deps.relay.reserve_seconds,
     })).one()
     if not row.paid:

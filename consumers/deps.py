@@ -39,6 +39,10 @@ class Deps:
     provider: AIProvider
     relay: Relay
     worker_id: str
+    # Batch messages the consumers of this process's stage hold at once, over every replica (RabbitMQ's
+    # consumer count times the prefetch), recounted every few seconds (`consumers.app`); 0: not known.
+    # A run alone grows its window to it (`consumers.planning.alone_window`).
+    consumer_slots: int = 0
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,15 @@ database and the first window of them is queued. Asked again (resume, the watchd
 re-emits the open batches and tops the window up instead of planning twice.
 
 Fairness: a run keeps at most `batch_window` of a stage's batch messages in the queue. Each
-finished batch emits the next one in the same transaction (`consumers.batches`), so runs of
-several sites sharing a stage's queue take turns instead of one big run's backlog going first. A run
-bigger than its stage's `sequential_above` (stage 1 beyond what its consolidation takes) keeps a window
-of one: each batch sees what the batches before it wrote, so its result is the same whatever the
-consumers' concurrency.
+finish tops the window up in the same transaction (`consumers.batches`), so runs of several sites
+sharing a stage's queue take turns instead of one big run's backlog going first. While a run is the
+only one running, its window grows to what the stage's consumers hold at once (`Deps.consumer_slots`:
+their prefetch over every replica), so the window never holds a run alone back; as soon as another
+run is running it is back to `batch_window`, and since the run had no more out than the consumers
+hold, nothing of it waits in the queue ahead of the newcomer's first batch. A run bigger than its
+stage's `sequential_above` (stage 1 beyond what its consolidation takes) keeps a window of one: each
+batch sees what the batches before it wrote, so its result is the same whatever the consumers'
+concurrency.
 
 Streaming (`stream_stages`, on by default): planning stage 2 also opens stages 3-6 as *streamed*
 stages, each with the batches of what is already waiting for it. From then on every batch that
@@ -117,16 +121,32 @@ async def check_trigger(session: AsyncSession, run: AutomationRun, trigger: Requ
     return run.status == "running"
 
 
-# The next `:count` unemitted batches of a run's stage, marked emitted (all when :count is NULL). SKIP
-# LOCKED: it never waits for a row lock, so it may run anywhere in a transaction's lock order. Shared by
-# EMIT_WINDOW (planning) and the batch finish statement (FINISH in consumers/batches.py), which refills
-# the window in the statement that finishes the batch.
-EMIT_NEXT = """
+def emit_next(count: str) -> str:
+    """SQL marking the next `count` (an SQL expression; NULL: all) unemitted batches of the run's stage
+    (:run_pk, :stage) emitted. SKIP LOCKED: it never waits for a row lock, so it may run anywhere in a
+    transaction's lock order. Shared by EMIT_WINDOW (planning) and the batch finish statement (FINISH in
+    consumers/batches.py), which refills the window in the statement that finishes the batch."""
+    return f"""
     UPDATE stage_batches SET emitted_at = now()
      WHERE id IN (SELECT id FROM stage_batches
                    WHERE run_id = :run_pk AND stage = :stage AND emitted_at IS NULL AND status = 'pending'
-                   ORDER BY seq LIMIT :count FOR UPDATE SKIP LOCKED)"""
-EMIT_WINDOW = text(f"{EMIT_NEXT} RETURNING id")
+                   ORDER BY seq LIMIT {count} FOR UPDATE SKIP LOCKED)"""
+
+
+EMIT_WINDOW = text(f"{emit_next(':count')} RETURNING id")
+
+# The window of the run's stage right now: :alone while no other run is running (the partial index
+# one_active_run_per_site answers that), else :window. :alone is NULL where the window never grows.
+WINDOW_NOW = """CASE WHEN CAST(:alone AS integer) IS NOT NULL AND NOT EXISTS (
+                         SELECT FROM automation_runs AS other WHERE other.status = 'running' AND other.id <> :run_pk)
+                     THEN CAST(:alone AS integer) ELSE CAST(:window AS integer) END"""
+# How many more of the stage's batches a finish of `finished` (an SQL expression) of them may queue: the
+# window now, less those out and not done but the finishing ones (the batches_in_flight index counts
+# them); 0 without a window (every batch was queued when the stage was planned).
+REFILL = f"""CASE WHEN CAST(:window AS integer) IS NULL THEN 0 ELSE greatest(0, {WINDOW_NOW} - (
+                 SELECT count(*) FROM stage_batches AS out
+                  WHERE out.run_id = :run_pk AND out.stage = :stage AND out.emitted_at IS NOT NULL
+                    AND out.status <> 'done') + {{finished}}) END"""
 
 
 def process_batch_payload_sql(batch_id: str) -> str:
@@ -152,12 +172,25 @@ async def emit_window(session: AsyncSession, *, run_pk: int, run_id: str, stage:
     return len(emitted)
 
 
+def sequential(work: StageWork, items: int) -> bool:
+    """A stage of `items` items whose batches go one at a time, each seeing what the ones before wrote."""
+    return work.sequential_above is not None and items > work.sequential_above
+
+
 def window_size(deps: Deps, work: StageWork, items: int) -> int | None:
     """Batch messages a run keeps queued at a stage of `items` items; None means no window (emit
     everything)."""
-    if work.sequential_above is not None and items > work.sequential_above:
-        return 1
-    return streamed_window(deps)
+    return 1 if sequential(work, items) else streamed_window(deps)
+
+
+def alone_window(deps: Deps, work: StageWork, items: int) -> int | None:
+    """The window a run's stage grows to while no other run is running: what the stage's consumers hold
+    at once (`Deps.consumer_slots`), when that is more than the window; None where it does not grow (no
+    window, a sequential stage, consumers that hold no more than the window, or not counted yet)."""
+    window = window_size(deps, work, items)
+    if window is None or sequential(work, items) or deps.consumer_slots <= window:
+        return None
+    return deps.consumer_slots
 
 
 def streamed_window(deps: Deps) -> int | None:

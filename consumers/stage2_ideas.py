@@ -23,12 +23,13 @@ The simulated provider (`fixed_workload`) is a benchmark's fixed workload, not c
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, or_, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, or_, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ai.base import ClusterIn, IdeaOut, InvalidAIOutput
@@ -168,36 +169,29 @@ class IdeasStage:
 
     async def write(self, session: AsyncSession, ctx: BatchContext, inputs: IdeasInput,
                     outputs: IdeasOutput) -> Written:
-        cluster_ids = [c.id for c in inputs.clusters]
-        locked = (await session.scalars(
-            select(Cluster).where(Cluster.id.in_(cluster_ids), *eligible_clusters(ctx.site_id))
-            .order_by(Cluster.id).with_for_update())).all()
-        created: list[int] = []
-        for cluster in locked:
-            rows: list[dict[str, Any]] = [{"site_id": ctx.site_id, "cluster_id": cluster.id, "title": idea.title[:300],
-                     "content_type": idea.content_type, "target_keywords": list(idea.target_keywords),
-                     "primary_keyword": idea.primary_keyword[:300],
-                     "outline": [{"h2": s.h2, "h3s": list(s.h3s)} for s in idea.outline],
-                     "description": idea.description, "status": "new"}
-                    for idea in outputs.ideas[cluster.id]]
-            inserted = await _insert_ideas(session, rows)
-            clashed = [r for r in rows if r["title"] not in inserted]
-            for row in clashed:  # another batch of this run took the title since this one was planned
-                row["title"] = f"{row['title'][:300 - len(cluster.name) - 3]} ({cluster.name})"[:300]
-            if clashed:
-                inserted |= await _insert_ideas(session, clashed)
-            if rows and not inserted:
-                raise InvalidAIOutput(f"every idea title for cluster {cluster.id} is already taken")
-            cluster.status = "mapped"
-            created.extend(inserted.values())
+        locked = [(row.id, row.name) for row in (await session.execute(LOCK_CLUSTERS, {
+            "ids": [c.id for c in inputs.clusters], "site_id": ctx.site_id})).all()]
+        rows = [(cluster_id, name, idea) for cluster_id, name in locked for idea in outputs.ideas[cluster_id]]
+        inserted = await _insert_ideas(session, ctx.site_id, [(cid, idea.title[:300], idea) for cid, _, idea in rows])
+        # another batch of this run took the title since this one was planned: the idea keeps its cluster's name
+        clashed = [(cid, f"{idea.title[:300][:300 - len(name) - 3]} ({name})"[:300], idea)
+                   for cid, name, idea in rows if (cid, idea.title[:300]) not in inserted]
+        if clashed:
+            inserted |= await _insert_ideas(session, ctx.site_id, clashed)
+        made = {cid for cid, _ in inserted}
+        if taken := next((cid for cid, _, _ in rows if cid not in made), None):
+            raise InvalidAIOutput(f"every idea title for cluster {taken} is already taken")
+        await session.execute(MAP_CLUSTERS, {"ids": [cluster_id for cluster_id, _ in locked]})
         if outputs.dropped and outputs.logger is not None:
             more = len(outputs.dropped) - LOGGED_DROPS
             shown = "; ".join(outputs.dropped[:LOGGED_DROPS]) + (f"; and {more} more" if more > 0 else "")
             outputs.logger.log_stage_progress(
                 session, ctx.run, ctx.stage, f"{len(outputs.dropped)} left out as a search intent the site already "
                                              f"covers (MiniLM cosine >= {NEAR_DUPLICATE}): {shown}")
+        created = [idea_id for cluster_id, _ in locked for (cid, _), idea_id in inserted.items() if cid == cluster_id]
         return Written(items_out=len(created),
-                       credits=GenerateIdeas.credits(len(outputs.asked & {c.id for c in locked})), handed_on=created)
+                       credits=GenerateIdeas.credits(len(outputs.asked & {cid for cid, _ in locked})),
+                       handed_on=created)
 
 
 def _distinct_keywords(inputs: IdeasInput, dropped: list[str]) -> list[ClusterIn]:
@@ -279,10 +273,41 @@ def _first_close(vector: np.ndarray, others: np.ndarray, texts: list[str], what:
     return f"{what} \"{texts[best]}\", cosine {cosines[best]:.2f}"
 
 
-async def _insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert the ideas whose titles are free; returns the ids of those inserted by title."""
-    if not rows:  # `values([])` would insert one row of defaults
+# The batch's clusters still eligible (`shared.seed_queries.eligible_clusters`, tested against it in
+# tests/integration/test_load_in_claim.py), locked in id order; then marked mapped once their ideas are in.
+LOCK_CLUSTERS = text("""
+    SELECT c.id, c.name FROM clusters AS c
+     WHERE c.id = ANY(CAST(:ids AS integer[])) AND c.site_id = :site_id
+       AND ((c.status = 'new' AND NOT EXISTS (SELECT FROM content_ideas AS i WHERE i.cluster_id = c.id))
+            OR c.status = 'reopened')
+     ORDER BY c.id FOR UPDATE OF c""")
+MAP_CLUSTERS = text("UPDATE clusters SET status = 'mapped' WHERE id = ANY(CAST(:ids AS integer[]))")
+# Ideas in the order given, each whose title the site has free (the first of two with one title wins).
+INSERT_IDEAS = text("""
+    INSERT INTO content_ideas (site_id, cluster_id, title, content_type, target_keywords, primary_keyword, outline,
+                               description, status)
+    SELECT :site_id, i.cluster_id, i.title, i.content_type, CAST(i.target_keywords AS jsonb), i.primary_keyword,
+           CAST(i.outline AS jsonb), i.description, 'new'
+      FROM unnest(CAST(:cluster_ids AS integer[]), CAST(:titles AS text[]), CAST(:content_types AS text[]),
+                  CAST(:target_keywords AS text[]), CAST(:primary_keywords AS text[]), CAST(:outlines AS text[]),
+                  CAST(:descriptions AS text[])) WITH ORDINALITY
+           AS i(cluster_id, title, content_type, target_keywords, primary_keyword, outline, description, n)
+     ORDER BY i.n
+        ON CONFLICT (site_id, title) DO NOTHING
+    RETURNING cluster_id, title, id""")
+
+
+async def _insert_ideas(session: AsyncSession, site_id: int, ideas: list[tuple[int, str, IdeaOut]]
+                        ) -> dict[tuple[int, str], int]:
+    """Insert each (cluster id, title, idea) whose title is free, in one statement; returns the ids of
+    those inserted by (cluster id, title)."""
+    if not ideas:
         return {}
-    return {title: idea_id for title, idea_id in (await session.execute(
-        insert(ContentIdea).values(rows).on_conflict_do_nothing(index_elements=["site_id", "title"])
-        .returning(ContentIdea.title, ContentIdea.id))).all()}
+    rows = (await session.execute(INSERT_IDEAS, {
+        "site_id": site_id, "cluster_ids": [cid for cid, _, _ in ideas], "titles": [title for _, title, _ in ideas],
+        "content_types": [idea.content_type for _, _, idea in ideas],
+        "target_keywords": [json.dumps(list(idea.target_keywords)) for _, _, idea in ideas],
+        "primary_keywords": [idea.primary_keyword[:300] for _, _, idea in ideas],
+        "outlines": [json.dumps([{"h2": s.h2, "h3s": list(s.h3s)} for s in idea.outline]) for _, _, idea in ideas],
+        "descriptions": [idea.description for _, _, idea in ideas]})).all()
+    return {(row.cluster_id, row.title): row.id for row in rows}

@@ -112,6 +112,9 @@ class StageBatch(Base):
         CheckConstraint("status IN ('pending', 'claimed', 'done')", name="batch_status_known"),
         Index("batches_open", "run_id", "stage", postgresql_where=text("status <> 'done'")),
         Index("batches_unemitted", "run_id", "stage", "seq", postgresql_where=text("emitted_at IS NULL")),
+        # out and not done: what a finish counts against the run's window (consumers.planning.REFILL)
+        Index("batches_in_flight", "run_id", "stage",
+              postgresql_where=text("emitted_at IS NOT NULL AND status <> 'done'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

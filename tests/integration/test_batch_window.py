@@ -7,9 +7,12 @@ fairness figures here are message counts, not timings.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,9 +23,12 @@ from sqlalchemy import func, select, text
 from ai.simulated import SimulatedProvider
 from consumers.deps import Deps
 from consumers.planning import process_batch_payload_sql
+from consumers.registry import STAGE_WORK
 from shared.automation_logger import log_file_name, run_log_dir
+from shared.db import drop_database, make_engine, make_sessionmaker, upgrade_schema
 from shared.events import ProcessBatch, ResumeRun, StartRun
 from shared.models import AutomationRun, RunLogLine, StageBatch
+from tests.conftest import SiteFactory, site_factory
 from tests.support import Bus, drain_outbox, site_outcome
 
 
@@ -186,3 +192,87 @@ async def test_each_finished_batch_refills_the_window_and_logs_its_line_once(dep
         stage_log = (folder / log_file_name(stage)).read_text(encoding="utf-8")
         assert all(stage_log.count(f"INFO {line}\n") == 1 for line in stage_lines)
         assert all(main_log.count(f"INFO {line}\n") == 1 for line in stage_lines)
+
+
+async def open_batches_by_stage(deps: Deps, site_id: int) -> dict[int, int]:
+    """Per stage of the site's latest run, its batches whose message is out and that are not done yet."""
+    async with deps.sessions() as session:
+        run_pk = await session.scalar(select(AutomationRun.id).where(AutomationRun.site_id == site_id)
+                                      .order_by(AutomationRun.id.desc()).limit(1))
+        return dict((await session.execute(
+            select(StageBatch.stage, func.count()).where(StageBatch.run_id == run_pk,
+                                                         StageBatch.emitted_at.is_not(None),
+                                                         StageBatch.status != "done")
+            .group_by(StageBatch.stage))).all())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def alone(deps: Deps) -> AsyncIterator[tuple[Deps, SiteFactory]]:
+    """Deps and a site factory over a database of their own: a run is alone only while no other run is
+    running, and the test database holds runs that other tests left running."""
+    url = f"{deps.settings.database_url}_alone_{uuid.uuid4().hex[:6]}"
+    await asyncio.to_thread(upgrade_schema, url)
+    settings = deps.settings.model_copy(update={"database_url": url})
+    engine = make_engine(settings, pool_size=5)
+    try:
+        sessions = make_sessionmaker(engine)
+        yield replace(deps, settings=settings, sessions=sessions), site_factory(sessions)
+    finally:
+        await engine.dispose()
+        await drop_database(url)
+
+
+async def test_a_run_alone_opens_its_window_to_the_consumers_and_closes_it_when_another_starts(alone):
+    """Alone, a run keeps as many batches out per stage as the stage's consumers hold (6 here), not the
+    window (2); once another site's run is running, each finish queues nothing until the run is back
+    within the window, and it stays there. Both runs end as a run with the plain window would."""
+    deps, make_site = alone
+    grown = replace(with_window(deps, 2), consumer_slots=6)
+    big = await make_site(keywords=120, synthetic=True)
+    small = await make_site(keywords=16, synthetic=True)
+    bus = Bus(grown)
+    await bus.send(StartRun(site_id=big.id))
+    queue: deque[tuple[str, dict[str, Any]]] = deque(await drain_outbox(grown))
+    alone: list[int] = []  # the big run's most open batches of a stage, per delivery, while it is alone
+    beside: list[int] = []  # the same while the small run is running
+    while queue:
+        key, payload = queue.popleft()
+        await bus.deliver(key, payload)
+        queue.extend(await drain_outbox(grown))
+        peak = max((await open_batches_by_stage(grown, big.id)).values(), default=0)
+        if await run_status(grown, small.id) == "running":
+            beside.append(peak)
+        elif not alone or alone[-1] < 6:
+            alone.append(peak)
+            if peak == 6:  # opened all the way: now another site starts
+                await bus.send(StartRun(site_id=small.id))
+                queue.extend(await drain_outbox(grown))
+    print(f"alone: peak {max(alone)} over {len(alone)} deliveries; beside the small run: {beside}")
+    assert max(alone) == 6 and beside
+    back = next(i for i, peak in enumerate(beside) if peak <= 2)
+    assert back <= 12 and max(beside[back:]) <= 2, beside
+    assert await run_status(grown, big.id) == await run_status(grown, small.id) == "completed"
+
+    plain = with_window(deps, 2)  # the same site again with the plain window: the same outcome
+    twin = await make_site(keywords=120, synthetic=True)
+    await deliver_fifo(plain, StartRun(site_id=twin.id))
+    outcome, twin_outcome = await site_outcome(deps, big.id), await site_outcome(deps, twin.id)
+    for name in ("clusters", "ideas", "tasks", "content", "content_in_review", "images_generated", "credits_used"):
+        assert outcome[name] == twin_outcome[name], name
+
+
+async def test_a_sequential_stage_keeps_one_batch_out_even_alone(alone, monkeypatch):
+    """Stage 1 of a run too big to consolidate goes one batch at a time (each sees what the ones before
+    wrote): the window that opens for a run alone must not open it."""
+    deps, make_site = alone
+    monkeypatch.setattr(STAGE_WORK[1], "sequential_above", 10)
+    grown = replace(with_window(deps, 2), consumer_slots=6)
+    site = await make_site(keywords=60, synthetic=True)
+    stage1: list[int] = []
+
+    async def record() -> None:
+        stage1.append((await open_batches_by_stage(grown, site.id)).get(1, 0))
+
+    await deliver_fifo(grown, StartRun(site_id=site.id), each=record)
+    assert await run_status(grown, site.id) == "completed"
+    assert max(stage1) == 1

@@ -12,9 +12,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select, update
 
+from ai.base import ClusterIn, IdeaOut, InvalidAIOutput, OutlineSection
+from ai.functions import GenerateIdeas
 from consumers.batches import Claim, claim_batch, process_batch
 from consumers.deps import Deps
 from consumers.registry import STAGE_WORK
+from consumers.stage2_ideas import IdeasInput, IdeasOutput
 from shared.db import autocommit_session
 from shared.events import ProcessBatch
 from shared.models import Cluster, Content, ContentIdea, Image, StageBatch, Task
@@ -66,7 +69,9 @@ async def test_a_batch_whose_images_are_all_done_finishes_with_nothing(deps, mak
 async def make_ineligible(deps: Deps, stage: int, ids: list[int]) -> None:
     """Take the batch's first item out of the seed's query the way a user or an earlier attempt would."""
     async with deps.sessions() as session, session.begin():
-        if stage == 3:  # an idea queued meanwhile
+        if stage == 2:  # a cluster mapped meanwhile
+            await session.execute(update(Cluster).where(Cluster.id == ids[0]).values(status="mapped"))
+        elif stage == 3:  # an idea queued meanwhile
             await session.execute(update(ContentIdea).where(ContentIdea.id == ids[0]).values(status="queued"))
         elif stage == 4:  # a task cancelled meanwhile
             await session.execute(update(Task).where(Task.id == ids[0]).values(status="completed"))
@@ -160,3 +165,52 @@ async def claim_batch_for(deps: Deps, command: ProcessBatch) -> Claim:
         claim = await claim_batch(deps, command, session)
     assert claim is not None
     return claim
+
+
+def idea(title: str) -> IdeaOut:
+    return IdeaOut(title=title, content_type="guide", target_keywords=("k one", "k two"),
+                   outline=(OutlineSection("Part", ("a", "b")),), description="d", primary_keyword=f"{title} kw")
+
+
+async def test_stage_2_writes_ideas_for_the_eligible_clusters_and_renames_a_taken_title(deps, make_site):
+    """Stage 2's write (prepared statements): it locks and maps only the clusters the seed's query still
+    selects; an idea whose title the site has, or that an earlier cluster of the batch took, keeps its
+    idea under the title with its cluster's name; a cluster whose every title is taken fails the batch."""
+    fast, site_id, command, ids, eligible = await a_batch_with_items_left_out(deps, make_site, 2)
+    assert len(eligible) == 2
+    first, second = sorted(eligible)
+    async with fast.sessions() as session, session.begin():
+        names = dict((await session.execute(select(Cluster.id, Cluster.name).where(Cluster.id.in_(ids)))).all())
+        session.add(ContentIdea(site_id=site_id, cluster_id=ids[0], title="Taken title", content_type="guide",
+                                target_keywords=[], outline=[], description="", status="new"))
+    work = STAGE_WORK[2]
+    inputs = IdeasInput([ClusterIn(i, names[i], "", ("kw",)) for i in ids], frozenset())
+    outputs = IdeasOutput({ids[0]: [idea("Never written")], first: [idea("Taken title"), idea("Shared title")],
+                           second: [idea("Shared title")]}, asked=set(ids))
+    claim = await claim_batch_for(fast, command)
+    async with fast.sessions() as session, session.begin():
+        written = await work.write(session, claim.ctx, inputs, outputs)
+    async with fast.sessions() as session:
+        made = (await session.execute(select(ContentIdea.id, ContentIdea.cluster_id, ContentIdea.title,
+                                             ContentIdea.target_keywords, ContentIdea.outline)
+                                      .where(ContentIdea.id.in_(written.handed_on)).order_by(ContentIdea.id))).all()
+        statuses = dict((await session.execute(select(Cluster.id, Cluster.status).where(Cluster.id.in_(ids)))).all())
+    assert [(row.cluster_id, row.title) for row in made] == [
+        (first, "Shared title"), (first, f"Taken title ({names[first]})"), (second, f"Shared title ({names[second]})")]
+    assert written.handed_on == [row.id for row in made if row.cluster_id == first] + [
+        row.id for row in made if row.cluster_id == second]
+    assert written.items_out == 3 and written.credits == GenerateIdeas.credits(2)
+    assert all(row.target_keywords == ["k one", "k two"] and row.outline == [{"h2": "Part", "h3s": ["a", "b"]}]
+               for row in made)
+    assert statuses[first] == statuses[second] == "mapped"
+    async with fast.sessions() as session:  # the cluster taken out of the seed's query got nothing
+        assert await session.scalar(select(ContentIdea.id).where(ContentIdea.title == "Never written")) is None
+
+    # every title of a cluster taken, its own and the one with its name: the batch fails
+    async with fast.sessions() as session, session.begin():  # reopened: "Shared title" and the renamed one exist
+        await session.execute(update(Cluster).where(Cluster.id == second).values(status="reopened"))
+    outputs = IdeasOutput({second: [idea("Shared title")]}, asked={second})
+    with pytest.raises(InvalidAIOutput, match=f"cluster {second}"):
+        async with fast.sessions() as session, session.begin():
+            await work.write(session, claim.ctx, IdeasInput([ClusterIn(second, names[second], "", ())], frozenset()),
+                             outputs)
