@@ -251,10 +251,10 @@ async def fairness(ctx: Context) -> None:
                                     "big_progress": r.big_progress} for r in rounds}})
     default = next(r for r in rounds if r.window == ctx.settings.batch_window) if any(
         r.window == ctx.settings.batch_window for r in rounds) else rounds[0]
-    floor = max(default.crowd) / fastest
+    floor, big_cost = max(default.crowd) / fastest, max(default.small) / max(default.crowd)
     report.say(f"the {plan.fairness_sites} small sites started together with no big run take up to "
                f"{max(default.crowd):.1f}s, {floor:.2f}x one alone: no scheduling of the big run brings them under "
-               f"that; the big run's own cost to them is 'max / together' ({max(default.small) / max(default.crowd):.2f}x)")
+               f"that; the big run's own cost to them is 'max / together' ({big_cost:.2f}x)")
     report.goal("fairness", f"small site time / fastest solo, worst (window {default.window})",
                 max(default.small) / fastest, "<=", 2.0, "x")
     unwindowed = next((r for r in rounds if r.window == 0), None)

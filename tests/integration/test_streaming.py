@@ -188,3 +188,71 @@ async def test_concurrent_finishes_of_neighbouring_stages_neither_deadlock_nor_l
     outcome = await site_outcome(fast, site.id)
     assert outcome["content_in_review"] == outcome["tasks"] > 0 and outcome["tasks_without_one_content"] == 0
     assert outcome["credits_used"] == outcome["ledger_charged"]
+
+
+async def test_a_finish_that_waited_for_the_run_lock_sees_the_stage_before_it_completed(deps, make_site):
+    """A streamed finish that waited for the run's lock behind another finish must see what that one
+    committed. Here the other finish (held open by hand) completes stage 3 while stage 4's last batch
+    waits for the lock: stage 4 must complete all the same, or no finish would ever complete it."""
+    from tests.integration.test_finish_groups import stage_batches  # it imports this module
+
+    fast = streamed(deps, window=0)
+    site = await make_site(keywords=16, synthetic=True, stage_4_batch_size=100)
+    _, batches = await stage_batches(fast, site.id, stage=4)
+    last = batches[0]
+    run_pk = await run_pk_of(fast, site.id)
+    async with fast.sessions() as session, session.begin():  # every other batch of stages 3 and 4 done
+        await session.execute(text(
+            "UPDATE stage_batches SET status = 'done' WHERE run_id = :run_pk AND stage IN (3, 4) AND id <> :last"),
+            {"run_pk": run_pk, "last": last.batch_id})
+        await session.execute(text(
+            "UPDATE run_stages AS rs SET status = 'planned', batches_done = (SELECT count(*) FROM stage_batches AS b"
+            " WHERE b.run_id = rs.run_id AND b.stage = rs.stage AND b.status = 'done')"
+            " WHERE rs.run_id = :run_pk AND rs.stage IN (3, 4)"), {"run_pk": run_pk})
+    async with fast.sessions() as other, other.begin():  # another finish of the run holds its lock
+        await other.execute(text("SELECT FROM automation_runs WHERE id = :run_pk FOR NO KEY UPDATE"),
+                            {"run_pk": run_pk})
+        finishing = asyncio.create_task(process_batch(fast, last, STAGE_WORK[4]))
+        for _ in range(200):  # until stage 4's finish waits for the lock
+            async with fast.sessions() as session:
+                if await session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                             " AND query LIKE '%FROM automation_runs%FOR NO KEY UPDATE%'")):
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("stage 4's finish never waited for the run lock")
+        await other.execute(text("UPDATE run_stages SET status = 'completed' WHERE run_id = :run_pk AND stage = 3"),
+                            {"run_pk": run_pk})
+    await finishing
+    async with fast.sessions() as session:
+        status = await session.scalar(select(RunStage.status).where(RunStage.run_id == run_pk, RunStage.stage == 4))
+    assert status == "completed"
+
+
+async def test_a_streamed_finish_holds_the_run_lock_before_it_waits_for_the_account(deps, make_site):
+    """The lock order of every finish of a streamed run is the run's row first, then the account's: a
+    finish that found the account locked must already hold the run, or it could deadlock with one that
+    holds the run and waits for the account."""
+    from tests.integration.test_finish_groups import stage_batches  # it imports this module
+
+    fast = streamed(deps, window=0)
+    site = await make_site(keywords=16, synthetic=True)
+    _, batches = await stage_batches(fast, site.id, stage=4)
+    run_pk = await run_pk_of(fast, site.id)
+    async with fast.sessions() as other, other.begin():  # a payment of the same account in progress
+        await other.execute(text("SELECT FROM accounts WHERE id = :id FOR UPDATE"), {"id": site.account_id})
+        finishing = asyncio.create_task(process_batch(fast, batches[0], STAGE_WORK[4]))
+        for _ in range(200):  # until the finish waits for the account
+            async with fast.sessions() as session:
+                if await session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                             " AND query LIKE '%WITH done AS%'")):
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the finish never waited for the account")
+        async with fast.sessions() as probe, probe.begin():
+            held = (await probe.execute(text(
+                "SELECT id FROM automation_runs WHERE id = :run_pk FOR NO KEY UPDATE SKIP LOCKED"),
+                {"run_pk": run_pk})).first() is None
+    await finishing
+    assert held, "the finish waited for the account without holding the run's lock"
