@@ -56,9 +56,10 @@ PROCESSES = ("control", *(f"stage{n}" for n in STAGE_NUMBERS), "publish", "notif
 # busy host, a sixth of the slots' time at 200 ms calls); with two, the next one is already here.
 # The extra messages are not claimed, so a crash only hands them to another consumer.
 PREFETCH_PER_SLOT = 2
-# How often a stage process recounts its stage's consumers (`count_consumer_slots`): a replica started
-# or stopped changes how far a run alone opens its window within this long.
-RECOUNT_SLOTS_SECONDS = 10.0
+# How often a stage process recounts its stage's consumers (`count_consumer_slots`), one round trip to
+# the broker: a replica started or stopped changes how far the runs' windows open within this long, and
+# so does the process's own start (its consumer may not be registered yet at the first count).
+RECOUNT_SLOTS_SECONDS = 2.0
 
 
 # How a handler reaches its process's `Deps`. Handlers close over it rather than take the `Deps` as a

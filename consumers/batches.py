@@ -31,12 +31,12 @@ from consumers.deps import BatchContext, Deps, LoadInClaim, LoadsGroups, StageWo
 from consumers.planning import (
     REFILL,
     StageTotals,
-    alone_window,
     complete_ready_stages,
     complete_stage,
     emit_next,
     lock_run,
     process_batch_payload_sql,
+    shared_slots,
     streamed_window,
     window_size,
 )
@@ -467,7 +467,7 @@ async def finish_in(deps: Deps, session: AsyncSession, group: list[ReadyFinish])
         "batch_ids": [ready.claim.batch_id for ready in group], "tokens": [ready.claim.token for ready in group],
         "items_out": [wrote.items_out if wrote else 0 for wrote in written], "amounts": amounts,
         "ai_calls": [ready.ai_calls for ready in group], "log_messages": messages,
-        "window": window_size(deps, work, first.items_in), "alone": alone_window(deps, work, first.items_in),
+        "window": window_size(deps, work, first.items_in), "slots": shared_slots(deps, work, first.items_in),
         "batch_type": ProcessBatch.type_for(ctx.stage), "run_id": run.run_id, "reserve": deps.relay.reserve_seconds,
     })).one()
     if not row.paid:

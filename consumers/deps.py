@@ -41,7 +41,7 @@ class Deps:
     worker_id: str
     # Batch messages the consumers of this process's stage hold at once, over every replica (RabbitMQ's
     # consumer count times the prefetch), recounted every few seconds (`consumers.app`); 0: not known.
-    # A run alone grows its window to it (`consumers.planning.alone_window`).
+    # The runs running share it as their windows (`consumers.planning.shared_slots`).
     consumer_slots: int = 0
 
 

@@ -6,11 +6,12 @@ re-emits the open batches and tops the window up instead of planning twice.
 
 Fairness: a run keeps at most `batch_window` of a stage's batch messages in the queue. Each
 finish tops the window up in the same transaction (`consumers.batches`), so runs of several sites
-sharing a stage's queue take turns instead of one big run's backlog going first. While a run is the
-only one running, its window grows to what the stage's consumers hold at once (`Deps.consumer_slots`:
-their prefetch over every replica), so the window never holds a run alone back; as soon as another
-run is running it is back to `batch_window`, and since the run had no more out than the consumers
-hold, nothing of it waits in the queue ahead of the newcomer's first batch. A run bigger than its
+sharing a stage's queue take turns instead of one big run's backlog going first. The window grows to
+the run's share of what the stage's consumers hold at once (`Deps.consumer_slots`: their prefetch over
+every replica, split evenly between the runs running): a run alone fills every consumer, and the last
+runs of a crowd are not held back by it either. When another run starts, the runs had no more out than
+the consumers hold, so nothing waits in the queue ahead of the newcomer's first batch, and their
+finishes queue nothing until each is back within its new share. A run bigger than its
 stage's `sequential_above` (stage 1 beyond what its consolidation takes) keeps a window of one: each
 batch sees what the batches before it wrote, so its result is the same whatever the consumers'
 concurrency.
@@ -135,11 +136,12 @@ def emit_next(count: str) -> str:
 
 EMIT_WINDOW = text(f"{emit_next(':count')} RETURNING id")
 
-# The window of the run's stage right now: :alone while no other run is running (the partial index
-# one_active_run_per_site answers that), else :window. :alone is NULL where the window never grows.
-WINDOW_NOW = """CASE WHEN CAST(:alone AS integer) IS NOT NULL AND NOT EXISTS (
-                         SELECT FROM automation_runs AS other WHERE other.status = 'running' AND other.id <> :run_pk)
-                     THEN CAST(:alone AS integer) ELSE CAST(:window AS integer) END"""
+# The window of the run's stage right now: its share of what the stage's consumers hold (:slots split
+# evenly between the runs running, which the partial index one_active_run_per_site counts), never less
+# than :window; :window where the window never grows (:slots NULL).
+WINDOW_NOW = """CASE WHEN CAST(:slots AS integer) IS NULL THEN CAST(:window AS integer)
+                     ELSE greatest(CAST(:window AS integer), CAST(:slots AS integer) / greatest(1, (
+                          SELECT count(*) FROM automation_runs AS running WHERE running.status = 'running'))) END"""
 # How many more of the stage's batches a finish of `finished` (an SQL expression) of them may queue: the
 # window now, less those out and not done but the finishing ones (the batches_in_flight index counts
 # them); 0 without a window (every batch was queued when the stage was planned).
@@ -183,10 +185,10 @@ def window_size(deps: Deps, work: StageWork, items: int) -> int | None:
     return 1 if sequential(work, items) else streamed_window(deps)
 
 
-def alone_window(deps: Deps, work: StageWork, items: int) -> int | None:
-    """The window a run's stage grows to while no other run is running: what the stage's consumers hold
-    at once (`Deps.consumer_slots`), when that is more than the window; None where it does not grow (no
-    window, a sequential stage, consumers that hold no more than the window, or not counted yet)."""
+def shared_slots(deps: Deps, work: StageWork, items: int) -> int | None:
+    """What the stage's consumers hold at once (`Deps.consumer_slots`), which the windows of the runs
+    running share (`WINDOW_NOW`), when that is more than the window; None where the window does not grow
+    (no window, a sequential stage, consumers that hold no more than the window, or not counted yet)."""
     window = window_size(deps, work, items)
     if window is None or sequential(work, items) or deps.consumer_slots <= window:
         return None

@@ -222,36 +222,42 @@ async def alone(deps: Deps) -> AsyncIterator[tuple[Deps, SiteFactory]]:
         await drop_database(url)
 
 
-async def test_a_run_alone_opens_its_window_to_the_consumers_and_closes_it_when_another_starts(alone):
+async def test_the_runs_running_share_the_consumers_as_their_windows(alone):
     """Alone, a run keeps as many batches out per stage as the stage's consumers hold (6 here), not the
-    window (2); once another site's run is running, each finish queues nothing until the run is back
-    within the window, and it stays there. Both runs end as a run with the plain window would."""
+    window (2). Once two more sites' runs are running, each finish of it queues nothing until it is back
+    within its share (6 / 3 = 2), and it stays there; when one of them is done, its share is 3 again.
+    It ends as a run with the plain window would."""
     deps, make_site = alone
     grown = replace(with_window(deps, 2), consumer_slots=6)
     big = await make_site(keywords=120, synthetic=True)
-    small = await make_site(keywords=16, synthetic=True)
+    smalls = [await make_site(keywords=16, synthetic=True), await make_site(keywords=48, synthetic=True)]
     bus = Bus(grown)
     await bus.send(StartRun(site_id=big.id))
     queue: deque[tuple[str, dict[str, Any]]] = deque(await drain_outbox(grown))
     alone: list[int] = []  # the big run's most open batches of a stage, per delivery, while it is alone
-    beside: list[int] = []  # the same while the small run is running
+    beside: dict[int, list[int]] = {2: [], 1: []}  # the same while 2, then 1, of the small runs are running
     while queue:
         key, payload = queue.popleft()
         await bus.deliver(key, payload)
         queue.extend(await drain_outbox(grown))
         peak = max((await open_batches_by_stage(grown, big.id)).values(), default=0)
-        if await run_status(grown, small.id) == "running":
-            beside.append(peak)
-        elif not alone or alone[-1] < 6:
+        statuses = [await run_status(grown, small.id) for small in smalls]
+        if statuses == [None, None]:
             alone.append(peak)
-            if peak == 6:  # opened all the way: now another site starts
-                await bus.send(StartRun(site_id=small.id))
+            if peak == 6:  # opened all the way: now two more sites start
+                await bus.send(*(StartRun(site_id=small.id) for small in smalls))
                 queue.extend(await drain_outbox(grown))
-    print(f"alone: peak {max(alone)} over {len(alone)} deliveries; beside the small run: {beside}")
-    assert max(alone) == 6 and beside
-    back = next(i for i, peak in enumerate(beside) if peak <= 2)
-    assert back <= 12 and max(beside[back:]) <= 2, beside
-    assert await run_status(grown, big.id) == await run_status(grown, small.id) == "completed"
+        elif await run_status(grown, big.id) == "running":
+            if statuses == ["running", "running"]:
+                beside[2].append(peak)
+            elif beside[2] and sorted(statuses, key=str) == ["completed", "running"]:
+                beside[1].append(peak)
+    print(f"alone: peak {max(alone)} over {len(alone)} deliveries; beside two runs: {beside[2]}; one: {beside[1]}")
+    assert max(alone) == 6 and beside[2] and beside[1]
+    back = next(i for i, peak in enumerate(beside[2]) if peak <= 2)  # what it had out drained, and no more
+    assert max(beside[2][back:]) <= 2 and len(beside[2]) - back > 20, beside
+    assert max(beside[1]) == 3, beside  # a share of 3 again once one of them is done
+    assert {await run_status(grown, site.id) for site in (big, *smalls)} == {"completed"}
 
     plain = with_window(deps, 2)  # the same site again with the plain window: the same outcome
     twin = await make_site(keywords=120, synthetic=True)
@@ -263,7 +269,7 @@ async def test_a_run_alone_opens_its_window_to_the_consumers_and_closes_it_when_
 
 async def test_a_sequential_stage_keeps_one_batch_out_even_alone(alone, monkeypatch):
     """Stage 1 of a run too big to consolidate goes one batch at a time (each sees what the ones before
-    wrote): the window that opens for a run alone must not open it."""
+    wrote): the window that a run alone would open to the consumers must not open it."""
     deps, make_site = alone
     monkeypatch.setattr(STAGE_WORK[1], "sequential_above", 10)
     grown = replace(with_window(deps, 2), consumer_slots=6)

@@ -1,5 +1,5 @@
 """A stage process counts what its stage's consumers hold at once, on the real broker: the window of a
-run alone opens that far (`consumers.planning.alone_window`)."""
+runs running share that as their windows (`consumers.planning.shared_slots`)."""
 
 from __future__ import annotations
 
