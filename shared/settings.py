@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     batch_window: int = Field(
         16, ge=0, le=100000,
         description="Batch messages a run keeps queued per stage, refilled as they finish, so one big run "
-        "cannot starve other sites' runs sharing the stage's queue; a run alone opens it to what the stage's "
-        "consumers hold at once (0 = emit every batch at once).",
+        "cannot starve other sites' runs sharing the stage's queue; it opens to the run's share of what the "
+        "stage's consumers hold at once (0 = emit every batch at once).",
     )
     stream_stages: bool = Field(
         True,
