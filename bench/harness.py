@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,8 +125,9 @@ async def delete_topology(settings: Settings) -> None:
             await channel.exchange_delete(exchange.name)
 
 
-async def missing_consumers(settings: Settings) -> list[str]:
-    """Consumer queues that do not exist yet or have no consumer (passive declares, no side effects)."""
+async def missing_consumers(settings: Settings, at_least: Mapping[str, int] | None = None) -> list[str]:
+    """Consumer queues that do not exist yet or have fewer consumers than `at_least` says (1 for a queue it
+    does not name); passive declares, no side effects."""
     missing = []
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
@@ -134,7 +135,7 @@ async def missing_consumers(settings: Settings) -> list[str]:
             channel = await connection.channel()  # a failed passive declare closes its channel
             try:
                 queue = await channel.declare_queue(name, passive=True)
-                if not queue.declaration_result.consumer_count:
+                if (queue.declaration_result.consumer_count or 0) < (at_least or {}).get(name, 1):
                     missing.append(name)
             except aio_pika.exceptions.ChannelClosed:
                 missing.append(name)
@@ -176,12 +177,12 @@ def consumers_from(tree: Path | None) -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def running_fleet(env: BenchEnv, concurrency: int, ready_timeout: float = 90.0, replicas: int = 1
-                        ) -> AsyncIterator[ConsumerFleet]:
-    """control and stage1..stage7 as OS processes (`replicas` of each batch stage), yielded once every
-    queue has its consumer and the previous measurement is gone (so the clock never includes imports,
-    connects or someone else's teardown); memory is sampled every 0.25 s meanwhile. The env's teardown
-    stops them."""
+async def running_fleet(env: BenchEnv, concurrency: int, ready_timeout: float = 90.0, replicas: int = 1,
+                        extra: Sequence[str] = ()) -> AsyncIterator[ConsumerFleet]:
+    """control and stage1..stage7 as OS processes (`replicas` of each batch stage, and one more of each
+    process named in `extra`), yielded once every queue has its consumer and the previous measurement is
+    gone (so the clock never includes imports, connects or someone else's teardown); memory is sampled
+    every 0.25 s meanwhile. The env's teardown stops them."""
     await settle()  # the previous fleet's connections are gone before this one opens its own
     fleet = ConsumerFleet(env.settings, concurrency=concurrency, log_dir=env.workdir / "fleet")
     env.fleets.append(fleet)
@@ -189,6 +190,8 @@ async def running_fleet(env: BenchEnv, concurrency: int, ready_timeout: float = 
     for _ in range(replicas - 1):
         for stage in range(1, 7):
             fleet.start(f"stage{stage}")
+    for name in extra:
+        fleet.start(name)
 
     async def sample() -> None:
         while True:
@@ -199,7 +202,9 @@ async def running_fleet(env: BenchEnv, concurrency: int, ready_timeout: float = 
     vacuum = asyncio.create_task(vacuum_if_autovacuum_is_off(env), name="bench-vacuum")
     try:
         deadline = time.monotonic() + ready_timeout
-        while missing := await missing_consumers(env.settings):
+        topology = Topology.from_settings(env.settings)
+        at_least = {topology.batch_queue(stage).name: replicas + extra.count(f"stage{stage}") for stage in range(1, 7)}
+        while missing := await missing_consumers(env.settings, at_least):
             if dead := dead_processes(fleet):
                 raise BenchFailure(f"{dead[0]} exited at start:\n{output_tail(fleet, dead[0].split('#')[0])}")
             if time.monotonic() > deadline:
