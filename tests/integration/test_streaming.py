@@ -190,6 +190,17 @@ async def test_concurrent_finishes_of_neighbouring_stages_neither_deadlock_nor_l
     assert outcome["credits_used"] == outcome["ledger_charged"]
 
 
+async def until_a_statement_waits_for_a_lock(deps: Deps, pattern: str) -> None:
+    """Return once a statement whose text is LIKE `pattern` waits for a lock (10 s at most)."""
+    for _ in range(200):
+        async with deps.sessions() as session:
+            if await session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                         " AND query LIKE :pattern"), {"pattern": pattern}):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no statement like {pattern!r} ever waited for a lock")
+
+
 async def test_a_finish_that_waited_for_the_run_lock_sees_the_stage_before_it_completed(deps, make_site):
     """A streamed finish that waited for the run's lock behind another finish must see what that one
     committed. Here the other finish (held open by hand) completes stage 3 while stage 4's last batch
@@ -213,14 +224,7 @@ async def test_a_finish_that_waited_for_the_run_lock_sees_the_stage_before_it_co
         await other.execute(text("SELECT FROM automation_runs WHERE id = :run_pk FOR NO KEY UPDATE"),
                             {"run_pk": run_pk})
         finishing = asyncio.create_task(process_batch(fast, last, STAGE_WORK[4]))
-        for _ in range(200):  # until stage 4's finish waits for the lock
-            async with fast.sessions() as session:
-                if await session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                                             " AND query LIKE '%FROM automation_runs%FOR NO KEY UPDATE%'")):
-                    break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("stage 4's finish never waited for the run lock")
+        await until_a_statement_waits_for_a_lock(fast, "%FROM automation_runs%FOR NO KEY UPDATE%")
         await other.execute(text("UPDATE run_stages SET status = 'completed' WHERE run_id = :run_pk AND stage = 3"),
                             {"run_pk": run_pk})
     await finishing
@@ -242,14 +246,7 @@ async def test_a_streamed_finish_holds_the_run_lock_before_it_waits_for_the_acco
     async with fast.sessions() as other, other.begin():  # a payment of the same account in progress
         await other.execute(text("SELECT FROM accounts WHERE id = :id FOR UPDATE"), {"id": site.account_id})
         finishing = asyncio.create_task(process_batch(fast, batches[0], STAGE_WORK[4]))
-        for _ in range(200):  # until the finish waits for the account
-            async with fast.sessions() as session:
-                if await session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                                             " AND query LIKE '%WITH done AS%'")):
-                    break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the finish never waited for the account")
+        await until_a_statement_waits_for_a_lock(fast, "%WITH done AS%")  # the finish statement
         async with fast.sessions() as probe, probe.begin():
             held = (await probe.execute(text(
                 "SELECT id FROM automation_runs WHERE id = :run_pk FOR NO KEY UPDATE SKIP LOCKED"),
