@@ -179,7 +179,8 @@ class IdeasStage:
         if clashed:
             inserted |= await _insert_ideas(session, ctx.site_id, clashed)
         made = {cid for cid, _ in inserted}
-        if taken := next((cid for cid, _, _ in rows if cid not in made), None):
+        taken = next((cid for cid, _, _ in rows if cid not in made), None)
+        if taken is not None:
             raise InvalidAIOutput(f"every idea title for cluster {taken} is already taken")
         await session.execute(MAP_CLUSTERS, {"ids": [cluster_id for cluster_id, _ in locked]})
         if outputs.dropped and outputs.logger is not None:
