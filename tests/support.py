@@ -32,6 +32,7 @@ from sqlalchemy import delete
 
 from consumers.app import PROCESSES, consumer_context, subscribe
 from consumers.deps import Deps
+from shared.events import ProcessBatch, StartRun
 from shared.messaging import describe, make_broker
 from shared.models import OutboxMessage
 from shared.outbox import OutboxRelay, add_events
@@ -248,3 +249,19 @@ async def delete_topology(settings: Settings) -> None:
             await channel.queue_delete(name)
         for exchange in (topology.exchange, topology.dead_letter_exchange, topology.retry_exchange):
             await channel.exchange_delete(exchange.name)
+
+
+async def stage_batches(deps: Deps, site_id: int, stage: int = 4) -> tuple[Bus, list[ProcessBatch]]:
+    """Run the pipeline until `stage`'s first batches are queued; returns them, undelivered."""
+    bus = Bus(deps)
+    await bus.send(StartRun(site_id=site_id))
+    key = ProcessBatch.type_for(stage)
+    while True:
+        messages = await drain_outbox(deps)
+        assert messages, f"stage {stage} was never reached"
+        batches = [ProcessBatch.model_validate(p) for k, p in messages if k == key]
+        for routing_key, payload in messages:
+            if routing_key != key:
+                await bus.deliver(routing_key, payload)
+        if batches:
+            return bus, batches

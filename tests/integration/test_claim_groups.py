@@ -24,9 +24,9 @@ from shared.db import autocommit_session
 from shared.events import ProcessBatch
 from shared.messaging import PoisonMessage
 from shared.models import StageBatch
-from tests.integration.test_finish_groups import quick, stage_batches
+from tests.integration.test_finish_groups import quick
 from tests.integration.test_streaming import assert_progress_adds_up, run_pk_of
-from tests.support import site_outcome
+from tests.support import site_outcome, stage_batches
 
 
 async def batch_rows(deps: Deps, ids: list[int]) -> list[StageBatch]:

@@ -24,10 +24,10 @@ from consumers.batches import FinishGroups, process_batch
 from consumers.deps import Deps
 from consumers.registry import STAGE_WORK
 from shared.credits import grant
-from shared.events import ProcessBatch, ResumeRun, StartRun
+from shared.events import ResumeRun
 from shared.models import Account, AutomationRun, Content, Image, StageBatch, Task
 from tests.integration.test_streaming import assert_progress_adds_up, run_pk_of
-from tests.support import Bus, drain_outbox, site_outcome
+from tests.support import site_outcome, stage_batches
 
 ARTICLE_CREDITS = 5  # stage 4's charge for one article (`shared.catalogue`)
 
@@ -53,22 +53,6 @@ class ReadyTogether:
             self.all_called.set()
         await self.all_called.wait()
         return outputs
-
-
-async def stage_batches(deps: Deps, site_id: int, stage: int = 4) -> tuple[Bus, list[ProcessBatch]]:
-    """Run the pipeline until `stage`'s first batches are queued; returns them, undelivered."""
-    bus = Bus(deps)
-    await bus.send(StartRun(site_id=site_id))
-    key = ProcessBatch.type_for(stage)
-    while True:
-        messages = await drain_outbox(deps)
-        assert messages, f"stage {stage} was never reached"
-        batches = [ProcessBatch.model_validate(p) for k, p in messages if k == key]
-        for routing_key, payload in messages:
-            if routing_key != key:
-                await bus.deliver(routing_key, payload)
-        if batches:
-            return bus, batches
 
 
 def quick(deps: Deps, stream: bool) -> Deps:

@@ -23,7 +23,8 @@ from shared.events import ProcessBatch
 from shared.models import Cluster, Content, ContentIdea, Image, StageBatch, Task
 from shared.seed_queries import eligible_ids
 from tests.conftest import SiteFactory
-from tests.integration.test_finish_groups import quick, stage_batches
+from tests.integration.test_finish_groups import quick
+from tests.support import stage_batches
 
 IMAGES = STAGE_WORK[6]
 

@@ -23,9 +23,9 @@ from consumers.registry import STAGE_WORK
 from shared.events import ProcessBatch
 from shared.models import AutomationRun, OutboxMessage, StageBatch
 from shared.outbox import OutboxRelay, ReservedRow, add_events
-from tests.integration.test_finish_groups import quick, stage_batches
+from tests.integration.test_finish_groups import quick
 from tests.integration.test_streaming import run_pk_of
-from tests.support import site_outcome
+from tests.support import site_outcome, stage_batches
 
 
 class Recording:

@@ -23,7 +23,7 @@ from consumers.registry import STAGE_WORK
 from shared.catalogue import STAGE_NUMBERS
 from shared.events import PauseRun, ProcessBatch, ResumeRun, StartRun
 from shared.models import AutomationRun, Content, RunStage
-from tests.support import Bus, drain_outbox, site_outcome
+from tests.support import Bus, drain_outbox, site_outcome, stage_batches
 
 SAME = ("clusters", "ideas", "tasks", "content", "content_in_review", "images", "images_generated", "credits_used")
 
@@ -205,8 +205,6 @@ async def test_a_finish_that_waited_for_the_run_lock_sees_the_stage_before_it_co
     """A streamed finish that waited for the run's lock behind another finish must see what that one
     committed. Here the other finish (held open by hand) completes stage 3 while stage 4's last batch
     waits for the lock: stage 4 must complete all the same, or no finish would ever complete it."""
-    from tests.integration.test_finish_groups import stage_batches  # it imports this module
-
     fast = streamed(deps, window=0)
     site = await make_site(keywords=16, synthetic=True, stage_4_batch_size=100)
     _, batches = await stage_batches(fast, site.id, stage=4)
@@ -237,8 +235,6 @@ async def test_a_streamed_finish_holds_the_run_lock_before_it_waits_for_the_acco
     """The lock order of every finish of a streamed run is the run's row first, then the account's: a
     finish that found the account locked must already hold the run, or it could deadlock with one that
     holds the run and waits for the account."""
-    from tests.integration.test_finish_groups import stage_batches  # it imports this module
-
     fast = streamed(deps, window=0)
     site = await make_site(keywords=16, synthetic=True)
     _, batches = await stage_batches(fast, site.id, stage=4)
