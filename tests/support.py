@@ -16,6 +16,7 @@ The end-to-end tests run the same subscribers on RabbitMQ, with the real delays.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from contextlib import AsyncExitStack
@@ -28,7 +29,7 @@ from faststream import BaseMiddleware, FastStream
 from faststream.rabbit import RabbitExchange, RabbitQueue, TestRabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from faststream.rabbit.testing import apply_pattern
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 
 from consumers.app import PROCESSES, consumer_context, subscribe
 from consumers.deps import Deps
@@ -265,3 +266,15 @@ async def stage_batches(deps: Deps, site_id: int, stage: int = 4) -> tuple[Bus, 
                 await bus.deliver(routing_key, payload)
         if batches:
             return bus, batches
+
+
+async def until_a_statement_waits_for_a_lock(deps: Deps, pattern: str) -> None:
+    """Return once a statement whose text is LIKE `pattern` waits for a lock (10 s at most). Each look
+    is a transaction of its own: within one, PostgreSQL shows pg_stat_activity as it was at its first read."""
+    for _ in range(200):
+        async with deps.sessions() as session:
+            if await session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                         " AND query LIKE :pattern"), {"pattern": pattern}):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no statement like {pattern!r} ever waited for a lock")

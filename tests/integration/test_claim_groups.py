@@ -26,7 +26,7 @@ from shared.messaging import PoisonMessage
 from shared.models import StageBatch
 from tests.integration.test_finish_groups import quick
 from tests.integration.test_streaming import assert_progress_adds_up, run_pk_of
-from tests.support import site_outcome, stage_batches
+from tests.support import site_outcome, stage_batches, until_a_statement_waits_for_a_lock
 
 
 async def batch_rows(deps: Deps, ids: list[int]) -> list[StageBatch]:
@@ -116,15 +116,7 @@ async def test_a_handler_gone_while_its_claim_runs_leaves_the_batch_pending(deps
     async with fast.sessions() as blocker, blocker.begin():  # the claim's statement waits for this row lock
         await blocker.execute(text("SELECT FROM stage_batches WHERE id = :id FOR UPDATE"), {"id": first.batch_id})
         handler = asyncio.create_task(process_batch(fast, first, STAGE_WORK[4], claims=claims))
-        async with fast.sessions() as session:
-            for _ in range(100):  # until the claim waits for the lock
-                waiting = await session.scalar(text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND query LIKE '%claimed AS%'"))
-                if waiting:
-                    break
-                await asyncio.sleep(0.05)
-            assert waiting, "the claim never reached the database"
+        await until_a_statement_waits_for_a_lock(fast, "%claimed AS%")
         handler.cancel()  # the consumer stops
         with pytest.raises(asyncio.CancelledError):
             await handler

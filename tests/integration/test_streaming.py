@@ -23,7 +23,7 @@ from consumers.registry import STAGE_WORK
 from shared.catalogue import STAGE_NUMBERS
 from shared.events import PauseRun, ProcessBatch, ResumeRun, StartRun
 from shared.models import AutomationRun, Content, RunStage
-from tests.support import Bus, drain_outbox, site_outcome, stage_batches
+from tests.support import Bus, drain_outbox, site_outcome, stage_batches, until_a_statement_waits_for_a_lock
 
 SAME = ("clusters", "ideas", "tasks", "content", "content_in_review", "images", "images_generated", "credits_used")
 
@@ -188,17 +188,6 @@ async def test_concurrent_finishes_of_neighbouring_stages_neither_deadlock_nor_l
     outcome = await site_outcome(fast, site.id)
     assert outcome["content_in_review"] == outcome["tasks"] > 0 and outcome["tasks_without_one_content"] == 0
     assert outcome["credits_used"] == outcome["ledger_charged"]
-
-
-async def until_a_statement_waits_for_a_lock(deps: Deps, pattern: str) -> None:
-    """Return once a statement whose text is LIKE `pattern` waits for a lock (10 s at most)."""
-    for _ in range(200):
-        async with deps.sessions() as session:
-            if await session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                                         " AND query LIKE :pattern"), {"pattern": pattern}):
-                return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no statement like {pattern!r} ever waited for a lock")
 
 
 async def test_a_finish_that_waited_for_the_run_lock_sees_the_stage_before_it_completed(deps, make_site):
